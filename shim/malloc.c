@@ -1,0 +1,197 @@
+/* shim/malloc.c — the malloc family's entry points.
+ * Each hook is a few boring lines: guard, call the real function, tell the
+ * ledger. Must never do anything else: decisions live in src/track.c.
+ * Before the real functions are resolved, allocations come from the static
+ * bootstrap arena (dlsym itself calls calloc while we resolve). */
+
+#include "common.h"
+#include "format.h"
+#include "real.h"
+#include "thread.h"
+#include "track.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Serves an allocation made before ml_real is usable. */
+static void *early(size_t n, size_t align)
+{
+    if (!ml_real_resolving())
+        ml_real_resolve();
+    if (ml_real_resolving() || !ml_real.malloc)
+        return ml_bootstrap_alloc(n, align);
+    return NULL; /* resolved now: caller goes the normal way */
+}
+
+#define HOOK_ALLOC(expr_real, size)                                                          \
+    do {                                                                                     \
+        if (!ml_tracking() || !ml_enter())                                                   \
+            return expr_real;                                                                \
+        void *p_ = expr_real;                                                                \
+        if (p_)                                                                              \
+            ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, p_, (size));                        \
+        ml_leave();                                                                          \
+        return p_;                                                                           \
+    } while (0)
+
+ML_EXPORT void *malloc(size_t n)
+{
+    if (ML_UNLIKELY(!ml_real.malloc)) {
+        void *p = early(n, 16);
+        if (p || !ml_real.malloc)
+            return p;
+    }
+    HOOK_ALLOC(ml_real.malloc(n), n);
+}
+
+ML_EXPORT void *calloc(size_t k, size_t n)
+{
+    if (ML_UNLIKELY(!ml_real.malloc)) {
+        size_t total;
+        if (__builtin_mul_overflow(k, n, &total))
+            return NULL;
+        void *p = early(total, 16); /* the arena is static, hence zeroed */
+        if (p || !ml_real.malloc)
+            return p;
+    }
+    HOOK_ALLOC(ml_real.calloc(k, n), (uint64_t)k * n);
+}
+
+ML_EXPORT void free(void *p)
+{
+    if (!p || ML_UNLIKELY(ml_bootstrap_owns(p)))
+        return;
+    if (ml_tracking() && ml_enter()) {
+        uint32_t id;
+        uint64_t size;
+        ml_track_free(&ml_heap_addrs, p, &id, &size);
+        ml_leave();
+    }
+    ml_real.free(p);
+}
+
+static void *realloc_common(void *p, size_t n, void *(*real)(void *, size_t, size_t), size_t k)
+{
+    /* Forgets p first: once the real realloc has moved it, another thread
+     * may already own that address. */
+    uint32_t id = 0;
+    uint64_t old = 0;
+    bool had = p && ml_track_free(&ml_heap_addrs, p, &id, &old);
+    void *q = real ? real(p, k, n) : ml_real.realloc(p, n);
+    size_t total = real ? k * n : n;
+    if (q)
+        ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, q, total);
+    else if (had && total != 0)
+        ml_track_restore(&ml_heap_addrs, p, id, old); /* failed: p is still live */
+    return q;
+}
+
+static void *from_bootstrap(void *p, size_t n)
+{
+    void *q = malloc(n);
+    size_t old = ml_bootstrap_size(p);
+    if (q)
+        memcpy(q, p, old < n ? old : n);
+    return q;
+}
+
+ML_EXPORT void *realloc(void *p, size_t n)
+{
+    if (ML_UNLIKELY(p && ml_bootstrap_owns(p)))
+        return from_bootstrap(p, n);
+    if (ML_UNLIKELY(!ml_real.malloc) && !p)
+        return malloc(n);
+    if (!ml_tracking() || !ml_enter())
+        return ml_real.realloc(p, n);
+    void *q = realloc_common(p, n, NULL, 0);
+    ml_leave();
+    return q;
+}
+
+ML_EXPORT void *reallocarray(void *p, size_t k, size_t n)
+{
+    size_t total;
+    if (__builtin_mul_overflow(k, n, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (ML_UNLIKELY((p && ml_bootstrap_owns(p)) || !ml_real.reallocarray))
+        return realloc(p, total);
+    if (!ml_tracking() || !ml_enter())
+        return ml_real.reallocarray(p, k, n);
+    void *q = realloc_common(p, n, ml_real.reallocarray, k);
+    ml_leave();
+    return q;
+}
+
+ML_EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+    if (ML_UNLIKELY(!ml_real.malloc)) {
+        void *p = early(n, align);
+        if (p || !ml_real.malloc) {
+            if (!p)
+                return ENOMEM;
+            *out = p;
+            return 0;
+        }
+    }
+    if (!ml_tracking() || !ml_enter())
+        return ml_real.posix_memalign(out, align, n);
+    int r = ml_real.posix_memalign(out, align, n);
+    if (r == 0 && *out)
+        ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, *out, n);
+    ml_leave();
+    return r;
+}
+
+/* The aligned family; where the allocator in use lacks the function (see
+ * real.c), it is served by posix_memalign, which every allocator has. */
+#define ALIGNED_HOOK(name, real_call, align, n, emulated_size)                               \
+    if (ML_UNLIKELY(!ml_real.malloc)) {                                                      \
+        void *p = early(n, align);                                                           \
+        if (p || !ml_real.malloc)                                                            \
+            return p;                                                                        \
+    }                                                                                        \
+    if (ML_UNLIKELY(!ml_real.name))                                                          \
+        return aligned_emulated((align), (n), (emulated_size));                              \
+    HOOK_ALLOC(real_call, n)
+
+static void *aligned_emulated(size_t align, size_t n, size_t size)
+{
+    void *p = NULL;
+    if (!ml_tracking() || !ml_enter())
+        return ml_real.posix_memalign(&p, align, size) == 0 ? p : NULL;
+    if (ml_real.posix_memalign(&p, align, size) == 0 && p)
+        ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, p, n);
+    else
+        p = NULL;
+    ml_leave();
+    return p;
+}
+
+static size_t page_round(size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return n ? (n + page - 1) & ~(page - 1) : page;
+}
+
+ML_EXPORT void *aligned_alloc(size_t align, size_t n) { ALIGNED_HOOK(aligned_alloc, ml_real.aligned_alloc(align, n), align, n, n); }
+
+ML_EXPORT void *memalign(size_t align, size_t n) { ALIGNED_HOOK(memalign, ml_real.memalign(align, n), align, n, n); }
+
+ML_EXPORT void *valloc(size_t n) { ALIGNED_HOOK(valloc, ml_real.valloc(n), (size_t)sysconf(_SC_PAGESIZE), n, n); }
+
+ML_EXPORT void *pvalloc(size_t n) { ALIGNED_HOOK(pvalloc, ml_real.pvalloc(n), (size_t)sysconf(_SC_PAGESIZE), n, page_round(n)); }
+
+ML_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (ml_bootstrap_owns(p))
+        return ml_bootstrap_size(p);
+    if (ML_UNLIKELY(!ml_real.malloc_usable_size))
+        ml_real_resolve();
+    return ml_real.malloc_usable_size ? ml_real.malloc_usable_size(p) : 0;
+}

@@ -1,0 +1,46 @@
+/* capture.h — one contract for taking the calling thread's stack.
+ * Owns: choosing the unwinder, trimming memledger's own frames, and the word
+ * encoding of a stack. Must never lock, allocate through the hooked
+ * allocator, or make a syscall per call: it runs inside every hook.
+ *
+ * A stack is an array of 64-bit words, innermost first. A native frame is one
+ * word: a return address (the call site + 1 instruction). A Python frame is
+ * two words: ML_WORD_PY | the code object's address, then an instruction
+ * offset inside it (see pyframes.h). The first word is the caller of the
+ * hooked function: memledger's own frames never appear. */
+#ifndef ML_CAPTURE_H
+#define ML_CAPTURE_H
+
+#include "common.h"
+
+#define ML_WORD_PY (1ull << 63)
+
+/* An unwinder: fills pcs[] with return addresses, innermost first, starting
+ * anywhere at or below its caller; returns how many. */
+typedef unsigned (*ml_unwinder_fn)(uintptr_t *pcs, unsigned max);
+
+/* Picks the unwinder from ml_config and learns memledger's own text range. */
+void ml_capture_init(void);
+
+/* Replaces the unwinder (tests give fixed stacks this way); NULL restores. */
+void ml_capture_set_unwinder(ml_unwinder_fn fn);
+
+/* Captures the calling thread's stack into words[cap]: at most
+ * ml_config.depth native frames, expanded by the Python merge up to cap.
+ * Returns the number of words. */
+unsigned ml_capture(uint64_t *words, unsigned cap);
+
+/* The unwinders, usable directly by tests and benchmarks. */
+unsigned ml_unwind_libunwind(uintptr_t *pcs, unsigned max);
+unsigned ml_unwind_fp(uintptr_t *pcs, unsigned max);
+
+/* True when pc lies in memledger's own code. */
+bool ml_capture_is_self(uintptr_t pc);
+
+/* Hook for the Python frame merge (pyframes.c sets it when the process is
+ * CPython): rewrites n native words in place into a hybrid stack of at most
+ * max words and returns the new count. */
+typedef unsigned (*ml_merge_fn)(uint64_t *words, unsigned n, unsigned max);
+void ml_capture_set_merge(ml_merge_fn fn);
+
+#endif

@@ -1,0 +1,39 @@
+/* cli_util.h — what every memledger command shares: exit codes, error
+ * messages, loading snapshots, and rendering frames as text or JSON.
+ * CLI-side only. */
+#ifndef ML_CLI_UTIL_H
+#define ML_CLI_UTIL_H
+
+#include "snapshot_read.h"
+#include "stackset.h"
+
+#include <stdio.h>
+
+enum { ML_EXIT_OK = 0, ML_EXIT_FAIL = 1, ML_EXIT_USAGE = 2 };
+
+/* "memledger: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints the message and a pointer to --help; returns ML_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads a snapshot or prints why not (file and line). */
+ml_snapshot_t *cli_load(const char *path);
+
+/* "function (file:line)" or "file:line in function" for Python; writes into
+ * buf and returns it. `module` adds " [libfoo.so]" for native frames. */
+const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t cap);
+
+/* A JSON string literal (with quotes), or null for NULL. */
+void cli_json_str(FILE *out, const char *s);
+/* One frame as a JSON object per the command contract. */
+void cli_json_frame(FILE *out, const ml_sframe_t *f);
+
+/* Signed exact bytes with a human-readable size beside: "+1048576 B (+1.0 MiB)". */
+const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap);
+
+/* Where libmemledger.so is, next to or installed beside this executable;
+ * MEMLEDGER_LIB overrides. Returns false when not found. */
+bool cli_find_library(char *out, size_t cap);
+
+#endif

@@ -1,0 +1,193 @@
+/* dumper.c — the snapshot triggers and the dumper thread (see dumper.h).
+ *
+ * The signal handler is async-signal-safe by construction: it bumps an
+ * atomic request counter, writes 8 bytes to an eventfd, and chains to the
+ * program's previous handler. The dumper thread sleeps in poll() on that
+ * eventfd (with the interval as timeout), and after each snapshot checks
+ * whether new requests came in while it was writing, so every signal is
+ * followed by a snapshot that started after it, however many arrive. */
+
+#include "dumper.h"
+#include "config.h"
+#include "io.h"
+#include "snapshot_write.h"
+#include "symbolize.h"
+#include "thread.h"
+#include "track.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static int wake_fd = -1;
+static _Atomic uint64_t requests;
+static _Atomic unsigned seq;
+static struct sigaction previous;
+static bool handler_installed;
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int writing;
+static _Atomic int shutting_down;
+
+static void handler(int sig, siginfo_t *info, void *uctx)
+{
+    int saved = errno;
+    atomic_fetch_add_explicit(&requests, 1, memory_order_relaxed);
+    uint64_t one = 1;
+    ssize_t w = write(wake_fd, &one, sizeof one);
+    (void)w;
+    errno = saved;
+    /* Chain: the program's own handler still runs (gunicorn uses SIGUSR2).
+     * Default and ignore dispositions are not chained: the default for
+     * SIGUSR2 would end the process. */
+    if (previous.sa_flags & SA_SIGINFO) {
+        if (previous.sa_sigaction)
+            previous.sa_sigaction(sig, info, uctx);
+    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+        previous.sa_handler(sig);
+    }
+}
+
+static int write_one(const char *trigger, char *path_out, size_t cap)
+{
+    pthread_mutex_lock(&dump_lock);
+    atomic_store(&writing, 1);
+    unsigned n = atomic_fetch_add(&seq, 1) + 1;
+    int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
+    atomic_store(&writing, 0);
+    pthread_mutex_unlock(&dump_lock);
+    static int last_err;
+    if (err && err != last_err) { /* one line per kind of failure, not per snapshot */
+        ml_warn("cannot write snapshot %u into %s: %s; the program runs on", n,
+                    ml_config.dir, strerror(err));
+    }
+    last_err = err;
+    return err;
+}
+
+static void *dumper_main(void *arg)
+{
+    (void)arg;
+    ml_thread_make_internal();
+    uint64_t done = 0;
+    uint64_t interval = ml_config.interval_ms;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (;;) {
+        int timeout = -1;
+        if (interval) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t due = ((int64_t)next.tv_sec - now.tv_sec) * 1000 +
+                          ((int64_t)next.tv_nsec - now.tv_nsec) / 1000000 + (int64_t)interval;
+            timeout = due > 0 ? (int)(due < INT32_MAX ? due : INT32_MAX) : 0;
+        }
+        struct pollfd p = {.fd = wake_fd, .events = POLLIN};
+        int r = poll(&p, 1, timeout);
+        if (atomic_load(&shutting_down))
+            return NULL;
+        if (r < 0 && errno != EINTR)
+            return NULL;
+        if (r > 0) {
+            uint64_t v;
+            ssize_t rd = read(wake_fd, &v, sizeof v);
+            (void)rd;
+        }
+        uint64_t want = atomic_load(&requests);
+        if (want != done) {
+            done = want;
+            write_one("signal", NULL, 0);
+            continue;
+        }
+        if (r == 0 && interval) {
+            clock_gettime(CLOCK_MONOTONIC, &next);
+            write_one("interval", NULL, 0);
+        }
+    }
+}
+
+static void start_thread(void)
+{
+    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) {
+        ml_warn("cannot create the dumper's eventfd: %s; snapshots only through the API",
+                strerror(errno));
+        return;
+    }
+    /* The dumper runs with every signal blocked except the snapshot signal:
+     * program signals go to program threads, and a program that blocks the
+     * snapshot signal everywhere can still be snapshotted. */
+    sigset_t all, old;
+    sigfillset(&all);
+    if (ml_config.signal)
+        sigdelset(&all, ml_config.signal);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 1 << 20);
+    int err = pthread_create(&t, &a, dumper_main, NULL);
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        ml_warn("cannot start the dumper thread: %s; snapshots only through the API", strerror(err));
+        return;
+    }
+    pthread_setname_np(t, "memledger");
+}
+
+void ml_dumper_start(void)
+{
+    start_thread();
+    if (!ml_config.signal || wake_fd < 0)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(ml_config.signal, &sa, &previous) != 0) {
+        ml_warn("cannot install the handler for signal %d: %s", ml_config.signal, strerror(errno));
+        return;
+    }
+    handler_installed = true;
+}
+
+int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap)
+{
+    ml_self.busy++;
+    int err = write_one(trigger, path_out, cap);
+    ml_self.busy--;
+    return err;
+}
+
+void ml_dumper_after_fork_child(void)
+{
+    pthread_mutex_init(&dump_lock, NULL);
+    atomic_store(&writing, 0);
+    atomic_store(&seq, 0);
+    atomic_store(&requests, 0);
+    ml_symbolize_reset();
+    if (wake_fd >= 0)
+        close(wake_fd); /* shared with the parent: its wake-ups are not ours */
+    wake_fd = -1;
+    start_thread();
+}
+
+void ml_dumper_shutdown(void)
+{
+    atomic_store(&shutting_down, 1);
+    /* A snapshot being written when exit() runs is finished, not abandoned:
+     * no half file, no temporary left behind. Bounded, so a stuck writer
+     * cannot hold the exit hostage. */
+    for (int i = 0; i < 5000 && atomic_load(&writing); i++)
+        usleep(1000);
+    if (ml_config.at_exit)
+        ml_dumper_snapshot_now("exit", NULL, 0);
+}

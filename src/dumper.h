@@ -1,0 +1,25 @@
+/* dumper.h — when snapshots get written: on the signal, on an interval, at
+ * exit, on request through the API; and keeping that working across fork.
+ * Owns: the signal handler (which only wakes the dumper thread and chains
+ * to the handler the program had), the dumper thread, sequence numbers.
+ * Must never write a snapshot from the signal handler. */
+#ifndef ML_DUMPER_H
+#define ML_DUMPER_H
+
+#include "common.h"
+
+/* Installs the signal handler and starts the dumper thread. */
+void ml_dumper_start(void);
+
+/* Writes a snapshot now from the calling thread (API, exit). Returns 0 or
+ * an errno value; the path goes to path_out when given. */
+int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap);
+
+/* fork(): the child gets its own sequence, wake-up channel and thread. */
+void ml_dumper_after_fork_child(void);
+
+/* Process exit: waits for a snapshot being written, then writes the exit
+ * snapshot when MEMLEDGER_AT_EXIT asks for one. */
+void ml_dumper_shutdown(void);
+
+#endif

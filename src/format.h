@@ -1,0 +1,26 @@
+/* format.h — the snapshot format, defined once for the writer (in the
+ * library) and the reader (in the CLI): version, record names, domains.
+ * docs/format.md is the prose for what is declared here. Must never hold
+ * code: constants only, so both sides agree by construction. */
+#ifndef ML_FORMAT_H
+#define ML_FORMAT_H
+
+#define ML_FORMAT_MAGIC   "memledger-snapshot"
+#define ML_FORMAT_VERSION 1
+#define ML_SNAPSHOT_EXT   "snap"
+
+/* Allocation domains. The names are the snapshot's and --domain's; a name
+ * with a dot is a sub-kind, and a prefix selects all of its sub-kinds. */
+enum ml_domain {
+    ML_DOM_MALLOC,        /* native heap: the malloc family */
+    ML_DOM_PYTHON,        /* CPython PyMem RAW/MEM/OBJ domains */
+    ML_DOM_CUDA,          /* device memory: cuMemAlloc and friends */
+    ML_DOM_CUDA_MANAGED,  /* cuMemAllocManaged */
+    ML_DOM_CUDA_HOST,     /* pinned host memory: cuMemHostAlloc, cuMemAllocHost */
+    ML_DOM_CUDA_VMM,      /* physical handles: cuMemCreate */
+    ML_DOM_COUNT
+};
+
+#define ML_DOMAIN_NAMES { "malloc", "python", "cuda", "cuda.managed", "cuda.host", "cuda.vmm" }
+
+#endif

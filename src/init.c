@@ -1,0 +1,103 @@
+/* init.c — bringing the library up and down in a process.
+ * Owns: the constructor (settings, tables, unwinder, dumper), fork
+ * handlers, the destructor, and the public API in include/memledger.h.
+ * Must never leave a process it cannot serve half-tracked: any failure here
+ * turns tracking off, says so in one line, and lets the program run. */
+
+#include "memledger.h"
+
+#include "addrtab.h"
+#include "capture.h"
+#include "common.h"
+#include "config.h"
+#include "dumper.h"
+#include "io.h"
+#include "ledger.h"
+#include "modules.h"
+#include "real.h"
+#include "thread.h"
+#include "track.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+__thread ml_thread_t ml_self __attribute__((tls_model("initial-exec")));
+
+static uint32_t generation_nowait(void) { return ml_modules_sync(false); }
+
+static void fork_prepare(void)
+{
+    ml_self.busy++;
+    ml_addrtab_lock_all();
+}
+
+static void fork_parent(void)
+{
+    ml_addrtab_unlock_all();
+    ml_self.busy--;
+}
+
+static void fork_child(void)
+{
+    ml_addrtab_unlock_all();
+    ml_modules_after_fork_child();
+    ml_dumper_after_fork_child();
+    ml_self.busy--;
+}
+
+__attribute__((constructor(101))) static void ml_init(void)
+{
+    ml_real_resolve();
+    int expected = ML_OFF;
+    if (!atomic_compare_exchange_strong(&ml_state, &expected, ML_STARTING))
+        return;
+    ml_self.busy++;
+    if (getauxval(AT_SECURE)) {
+        /* setuid/setgid: do nothing at all, write nothing anywhere */
+        atomic_store(&ml_state, ML_DISABLED);
+        ml_self.busy--;
+        return;
+    }
+    ml_config_load();
+    if (!ml_config.enabled) {
+        atomic_store(&ml_state, ML_DISABLED);
+        ml_self.busy--;
+        return;
+    }
+    ml_modules_init();
+    if (!ml_ledger_init(ml_config.stacks)) {
+        ml_warn("cannot map the stack table (%u stacks): %s; tracking is off", ml_config.stacks,
+                strerror(errno));
+        atomic_store(&ml_state, ML_DISABLED);
+        ml_self.busy--;
+        return;
+    }
+    ml_addrtab_register(&ml_heap_addrs, "heap");
+    ml_capture_init();
+    ml_ledger_set_generation_fn(generation_nowait);
+    ml_modules_sync(true);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    ml_dumper_start();
+    atomic_store(&ml_state, ML_ACTIVE);
+    ml_self.busy--;
+}
+
+__attribute__((destructor(101))) static void ml_fini(void)
+{
+    if (atomic_load(&ml_state) != ML_ACTIVE)
+        return;
+    ml_dumper_shutdown();
+}
+
+ML_EXPORT int memledger_snapshot(char *path, size_t cap)
+{
+    if (atomic_load(&ml_state) != ML_ACTIVE)
+        return ENOTSUP;
+    return ml_dumper_snapshot_now("api", path, cap);
+}
+
+ML_EXPORT int memledger_active(void) { return atomic_load(&ml_state) == ML_ACTIVE; }
+
+ML_EXPORT const char *memledger_version(void) { return MEMLEDGER_VERSION; }

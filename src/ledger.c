@@ -1,0 +1,204 @@
+/* ledger.c — the lock-free stack table (see ledger.h).
+ *
+ * How it works. A stack is hashed while it is captured. The table is an
+ * open-addressing array of slots {hash, id}, twice the stack capacity, probed
+ * linearly. Interning a stack:
+ *   1. walk the probe sequence from hash & mask;
+ *   2. a slot whose hash matches and whose id is published is compared word
+ *      by word against the stored frames; equal means found;
+ *   3. an empty slot is claimed with one CAS on its hash, a dense id is taken
+ *      from a counter, the frames are copied into an append-only word store,
+ *      the stack's info is written, and the id is published with a release
+ *      store. Nothing is ever removed, so a published slot never changes.
+ * A slot that is claimed but not yet published is skipped, not waited for:
+ * waiting could spin forever on a thread that died in fork() (the child
+ * inherits the half-made slot). Skipping may create a second entry for the
+ * same stack; the snapshot reader sums entries with equal frames, so the
+ * counts stay exact.
+ *
+ * Counters live apart from the slots, indexed by the dense id, one array per
+ * shard; each thread adds only to its own shard. Dense ids keep the touched
+ * memory proportional to the stacks seen, not to the table's capacity.
+ *
+ * Invariants: ids < ML_STACK_FIRST are overflow entries; an id's info and
+ * words are immutable once `ready` is set; hash 0 means an empty slot. */
+#include "ledger.h"
+#include "sysmem.h"
+
+#include <string.h>
+
+typedef struct {
+    _Atomic uint64_t hash;
+    _Atomic uint32_t id; /* 0 while the claiming thread fills the entry */
+    uint32_t pad;
+} slot_t;
+
+typedef struct {
+    uint32_t words_off;
+    uint16_t n;
+    uint8_t domain;
+    _Atomic uint8_t ready;
+    uint32_t modgen;
+    uint32_t pad;
+} info_t;
+
+#define MAX_PROBE 128
+#define AVG_WORDS 48 /* word store sized for this many words per stack */
+
+ml_counts_t *ml_counts[ML_SHARDS];
+
+static slot_t *slots;
+static uint64_t slot_mask;
+static info_t *infos;
+static uint32_t capacity;
+static _Atomic uint32_t next_id;
+static uint64_t *words_store;
+static uint64_t words_cap;
+static _Atomic uint64_t words_used;
+static _Atomic uint64_t overflowed;
+static uint32_t (*generation_fn)(void);
+
+void ml_ledger_set_generation_fn(uint32_t (*fn)(void)) { generation_fn = fn; }
+
+bool ml_ledger_init(uint32_t cap)
+{
+    uint64_t nslots = 1;
+    while (nslots < (uint64_t)cap * 2)
+        nslots <<= 1;
+    capacity = cap + ML_STACK_FIRST;
+    words_cap = (uint64_t)cap * AVG_WORDS;
+    slots = ml_sysmem_map(nslots * sizeof(slot_t));
+    infos = ml_sysmem_map((size_t)capacity * sizeof(info_t));
+    words_store = ml_sysmem_map(words_cap * sizeof(uint64_t));
+    bool ok = slots && infos && words_store;
+    for (int s = 0; s < ML_SHARDS; s++) {
+        ml_counts[s] = ml_sysmem_map((size_t)capacity * sizeof(ml_counts_t));
+        ok = ok && ml_counts[s];
+    }
+    if (!ok)
+        return false;
+    slot_mask = nslots - 1;
+    for (uint32_t d = 0; d < ML_STACK_FIRST; d++) {
+        infos[d].domain = (uint8_t)d;
+        atomic_store_explicit(&infos[d].ready, 1, memory_order_release);
+    }
+    atomic_store_explicit(&next_id, ML_STACK_FIRST, memory_order_relaxed);
+    return true;
+}
+
+uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)domain << 32) ^ n;
+    for (unsigned i = 0; i < n; i++) {
+        h ^= words[i];
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 32;
+    return h ? h : 1;
+}
+
+static bool same(uint32_t id, unsigned domain, const uint64_t *words, unsigned n)
+{
+    const info_t *in = &infos[id];
+    return in->n == n && in->domain == domain &&
+           (n == 0 || memcmp(&words_store[in->words_off], words, n * sizeof(uint64_t)) == 0);
+}
+
+static uint32_t fill(slot_t *s, unsigned domain, const uint64_t *words, unsigned n)
+{
+    uint32_t id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    uint64_t off = atomic_fetch_add_explicit(&words_used, n, memory_order_relaxed);
+    if (id >= capacity || off + n > words_cap || off > UINT32_MAX) {
+        /* The slot stays claimed by a hash whose id is never published:
+         * later lookups skip it, which is exactly what overflow means. */
+        atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
+        return ML_STACK_OVERFLOW(domain);
+    }
+    if (n)
+        memcpy(&words_store[off], words, n * sizeof(uint64_t));
+    info_t *in = &infos[id];
+    in->words_off = (uint32_t)off;
+    in->n = (uint16_t)n;
+    in->domain = (uint8_t)domain;
+    in->modgen = generation_fn ? generation_fn() : 0;
+    atomic_store_explicit(&in->ready, 1, memory_order_release);
+    atomic_store_explicit(&s->id, id, memory_order_release);
+    return id;
+}
+
+uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, uint64_t hash)
+{
+    if (ML_UNLIKELY(n > UINT16_MAX))
+        n = UINT16_MAX;
+    uint64_t i = hash & slot_mask;
+    for (unsigned probe = 0; probe < MAX_PROBE; probe++, i = (i + 1) & slot_mask) {
+        slot_t *s = &slots[i];
+        uint64_t h = atomic_load_explicit(&s->hash, memory_order_acquire);
+        if (h == 0) {
+            uint64_t expect = 0;
+            if (atomic_compare_exchange_strong_explicit(&s->hash, &expect, hash,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire))
+                return fill(s, domain, words, n);
+            h = expect; /* lost the race: look at what the winner put there */
+        }
+        if (h != hash)
+            continue;
+        uint32_t id = atomic_load_explicit(&s->id, memory_order_acquire);
+        if (id && same(id, domain, words, n))
+            return id;
+    }
+    atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
+    return ML_STACK_OVERFLOW(domain);
+}
+
+uint32_t ml_ledger_ids(void)
+{
+    uint32_t n = atomic_load_explicit(&next_id, memory_order_acquire);
+    return n < capacity ? n : capacity;
+}
+
+bool ml_ledger_stack(uint32_t id, ml_stack_view_t *v)
+{
+    if (id >= capacity)
+        return false;
+    const info_t *in = &infos[id];
+    if (!atomic_load_explicit(&in->ready, memory_order_acquire))
+        return false;
+    v->domain = in->domain;
+    v->n = in->n;
+    v->words = &words_store[in->words_off];
+    v->modgen = in->modgen;
+    return true;
+}
+
+void ml_ledger_totals(uint32_t id, ml_totals_t *t)
+{
+    uint64_t fb = 0, fc = 0, ab = 0, ac = 0;
+    /* Frees first (acquire), then allocations: see ml_ledger_count_free. */
+    for (int s = 0; s < ML_SHARDS; s++) {
+        fb += atomic_load_explicit(&ml_counts[s][id].free_bytes, memory_order_acquire);
+        fc += atomic_load_explicit(&ml_counts[s][id].free_count, memory_order_acquire);
+    }
+    for (int s = 0; s < ML_SHARDS; s++) {
+        ab += atomic_load_explicit(&ml_counts[s][id].alloc_bytes, memory_order_acquire);
+        ac += atomic_load_explicit(&ml_counts[s][id].alloc_count, memory_order_acquire);
+    }
+    t->total_bytes = ab;
+    t->total_count = ac;
+    t->live_bytes = ab >= fb ? ab - fb : 0;
+    t->live_count = ac >= fc ? ac - fc : 0;
+}
+
+void ml_ledger_stats(ml_ledger_stats_t *s)
+{
+    s->capacity = capacity - ML_STACK_FIRST;
+    s->used = ml_ledger_ids();
+    s->overflowed = atomic_load_explicit(&overflowed, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&words_used, memory_order_relaxed);
+    s->words_used = w < words_cap ? w : words_cap;
+    s->words_cap = words_cap;
+}

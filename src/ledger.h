@@ -1,0 +1,105 @@
+/* ledger.h — the stack table: one entry per distinct (domain, call stack),
+ * holding live and total bytes and counts.
+ * Owns: interning a captured stack into a stable id, the per-thread-sharded
+ * counters, and the read side the snapshot writer uses.
+ * Must never lock, allocate through the hooked allocator, or make a syscall
+ * on the allocation path; must never fail the caller (a full table counts
+ * into a per-domain overflow entry). */
+#ifndef ML_LEDGER_H
+#define ML_LEDGER_H
+
+#include "common.h"
+#include "format.h"
+#include "thread.h"
+#include <stdatomic.h>
+
+/* Counters are split in ML_SHARDS arrays; a thread writes only to its shard,
+ * so two threads hammering the same stack do not share a cache line. The
+ * writer sums the shards. */
+#define ML_SHARDS 8
+
+typedef struct {
+    _Atomic uint64_t alloc_bytes, alloc_count;
+    _Atomic uint64_t free_bytes, free_count;
+} ml_counts_t;
+
+extern ml_counts_t *ml_counts[ML_SHARDS];
+
+/* Ids below ML_DOM_COUNT are the overflow entries, one per domain: they take
+ * the allocations whose stack found no room. */
+#define ML_STACK_OVERFLOW(domain) ((uint32_t)(domain))
+#define ML_STACK_FIRST ((uint32_t)ML_DOM_COUNT)
+
+/* Sets up the table for `capacity` stacks in memory mapped by the library.
+ * Returns false on error (the caller then leaves tracking off). */
+bool ml_ledger_init(uint32_t capacity);
+
+/* Hashes a stack; never returns 0. */
+uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n);
+
+/* Returns the id of (domain, words[0..n)), adding it if new. Never fails:
+ * returns the domain's overflow id when the table or its frame store is full. */
+uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, uint64_t hash);
+
+/* Called once per new stack, before it is published; returns the module
+ * generation its frames belong to (modules.c's ml_modules_sync in the
+ * library; unit tests leave it unset). */
+void ml_ledger_set_generation_fn(uint32_t (*fn)(void));
+
+static inline ml_counts_t *ml_ledger_my_counts(uint32_t id)
+{
+    uint32_t s = ml_self.shard;
+    if (ML_UNLIKELY(!s)) {
+        static _Atomic uint32_t next;
+        s = ml_self.shard = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % ML_SHARDS + 1;
+    }
+    return &ml_counts[s - 1][id];
+}
+
+static inline void ml_ledger_count_alloc(uint32_t id, uint64_t bytes, uint64_t count)
+{
+    ml_counts_t *c = ml_ledger_my_counts(id);
+    atomic_fetch_add_explicit(&c->alloc_bytes, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->alloc_count, count, memory_order_release);
+}
+
+/* Release order, paired with the writer reading frees before allocations:
+ * a free the writer sees always has its allocation seen too, so live values
+ * in a snapshot never go negative. */
+static inline void ml_ledger_count_free(uint32_t id, uint64_t bytes, uint64_t count)
+{
+    ml_counts_t *c = ml_ledger_my_counts(id);
+    atomic_fetch_add_explicit(&c->free_bytes, bytes, memory_order_release);
+    atomic_fetch_add_explicit(&c->free_count, count, memory_order_release);
+}
+
+/* ---- read side (snapshot writer) ---- */
+
+typedef struct {
+    unsigned domain;
+    unsigned n;            /* words */
+    const uint64_t *words;
+    uint32_t modgen;
+} ml_stack_view_t;
+
+typedef struct {
+    uint64_t live_bytes, live_count, total_bytes, total_count;
+} ml_totals_t;
+
+/* Number of ids handed out so far (some may still be in the making). */
+uint32_t ml_ledger_ids(void);
+/* Fills *v for a published id; returns false while the id is not ready. */
+bool ml_ledger_stack(uint32_t id, ml_stack_view_t *v);
+/* Sums the shards of one id. */
+void ml_ledger_totals(uint32_t id, ml_totals_t *t);
+
+typedef struct {
+    uint32_t capacity;       /* stacks the table was sized for */
+    uint32_t used;           /* ids handed out, overflow entries included */
+    uint64_t overflowed;     /* interning attempts that fell into overflow */
+    uint64_t words_used, words_cap;
+} ml_ledger_stats_t;
+
+void ml_ledger_stats(ml_ledger_stats_t *s);
+
+#endif

@@ -1,0 +1,50 @@
+/* stackset.h — stacks from any number of snapshots, matched by an identity
+ * that does not depend on load addresses, so two different processes (a
+ * base build and a PR build) can be compared.
+ * Owns: frame identity (native: module build-id, or path when it has none,
+ * plus offset; Python: file, function, line), stack identity (domain plus
+ * frame identities), and the per-snapshot totals of each stack, with
+ * duplicate entries of one snapshot summed. Never reads files. */
+#ifndef ML_STACKSET_H
+#define ML_STACKSET_H
+
+#include "snapshot_read.h"
+
+typedef struct {
+    enum ml_frame_kind kind;
+    const char *function; /* demangled when it was a C++ symbol; NULL unknown */
+    const char *file;     /* NULL unknown */
+    int line;             /* 0 unknown */
+    const char *module;   /* module path; NULL for Python frames and unknown */
+    const char *build_id; /* NULL when none */
+    uint64_t offset;      /* native: offset in the module */
+} ml_sframe_t;
+
+typedef struct {
+    int domain;
+    uint32_t nframes;
+    uint32_t *frames;     /* frame uids, innermost first */
+} ml_sstack_t;
+
+typedef struct {
+    int64_t live_bytes, live_count, total_bytes, total_count;
+    bool present;
+} ml_sval_t;
+
+typedef struct ml_stackset ml_stackset_t;
+
+ml_stackset_t *ml_stackset_new(void);
+void ml_stackset_free(ml_stackset_t *set);
+
+/* Adds a snapshot (kept by pointer: it must outlive the set). Returns its
+ * index, or -1 when out of memory. */
+int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap);
+
+size_t ml_stackset_nsnapshots(const ml_stackset_t *set);
+size_t ml_stackset_nstacks(const ml_stackset_t *set);
+const ml_sstack_t *ml_stackset_stack(const ml_stackset_t *set, uint32_t uid);
+const ml_sframe_t *ml_stackset_frame(const ml_stackset_t *set, uint32_t uid);
+/* The totals of stack `uid` in snapshot `snap` (zero, present=false, when absent). */
+ml_sval_t ml_stackset_value(const ml_stackset_t *set, size_t snap, uint32_t uid);
+
+#endif

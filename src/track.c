@@ -1,0 +1,112 @@
+/* track.c — the allocation hot path (see track.h).
+ * Everything here runs inside a hook with the thread's guard set: it may
+ * not lock (except the address table's shard), allocate through the hooked
+ * allocator, or make a syscall in the common case. */
+#include "track.h"
+#include "capture.h"
+#include "config.h"
+#include "ledger.h"
+#include "thread.h"
+
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+_Atomic int ml_state;
+ml_addrtab_t ml_heap_addrs;
+ml_track_stats_t ml_track_stats;
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = ml_self.rng;
+    if (ML_UNLIKELY(!x)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ml_self ^
+            ((uint64_t)getpid() << 32);
+        x = x ? x : 88172645463325252ull;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    ml_self.rng = x;
+    return x;
+}
+
+/* Bytes until the next sample: exponential with mean `rate`, so sampling is
+ * a Poisson process over allocated bytes and each allocation is taken with
+ * probability 1 - exp(-size/rate) whatever the sizes around it. */
+static int64_t next_gap(uint64_t rate)
+{
+    double u = ((double)(rng_next() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double gap = -log(u) * (double)rate;
+    return gap > 9e18 ? INT64_MAX : (int64_t)gap + 1;
+}
+
+void ml_sample_weight(uint64_t size, uint64_t *bytes, uint64_t *count)
+{
+    uint64_t rate = ml_config.sample_bytes;
+    if (!rate) {
+        *bytes = size;
+        *count = 1;
+        return;
+    }
+    double p = -expm1(-(double)(size ? size : 1) / (double)rate);
+    *bytes = (uint64_t)llround((double)size / p);
+    *count = (uint64_t)llround(1.0 / p);
+}
+
+void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size)
+{
+    uint64_t rate = ml_config.sample_bytes;
+    if (rate) {
+        if (ML_UNLIKELY(!ml_self.sample_left))
+            ml_self.sample_left = next_gap(rate);
+        ml_self.sample_left -= (int64_t)(size ? size : 1);
+        if (ML_LIKELY(ml_self.sample_left > 0)) {
+            atomic_fetch_add_explicit(&ml_track_stats.sampled_out, 1, memory_order_relaxed);
+            return;
+        }
+        ml_self.sample_left = next_gap(rate);
+    }
+    uint64_t words[ML_STACK_WORDS];
+    unsigned n = ml_capture(words, ML_STACK_WORDS);
+    uint32_t id = ml_ledger_intern(domain, words, n, ml_stack_hash(domain, words, n));
+    uint32_t old_id;
+    uint64_t old_size, b, c;
+    switch (ml_addrtab_insert(t, (uintptr_t)p, id, size, &old_id, &old_size)) {
+    case ML_ADDR_DROPPED:
+        return; /* not recorded, so not counted: live bytes stay exact */
+    case ML_ADDR_REPLACED:
+        ml_sample_weight(old_size, &b, &c);
+        ml_ledger_count_free(old_id, b, c);
+        break;
+    case ML_ADDR_NEW:
+        break;
+    }
+    ml_sample_weight(size, &b, &c);
+    ml_ledger_count_alloc(id, b, c);
+}
+
+bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
+{
+    if (!ml_addrtab_remove(t, (uintptr_t)p, id, size))
+        return false;
+    uint64_t b, c;
+    ml_sample_weight(*size, &b, &c);
+    ml_ledger_count_free(*id, b, c);
+    return true;
+}
+
+void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size)
+{
+    uint32_t oid;
+    uint64_t osz, b, c;
+    if (ml_addrtab_insert(t, (uintptr_t)p, id, size, &oid, &osz) == ML_ADDR_DROPPED)
+        return;
+    /* Undo the free ml_track_free counted, in the same shard it went to. */
+    ml_sample_weight(size, &b, &c);
+    ml_counts_t *cn = ml_ledger_my_counts(id);
+    atomic_fetch_sub_explicit(&cn->free_bytes, b, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&cn->free_count, c, memory_order_relaxed);
+}

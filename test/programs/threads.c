@@ -1,0 +1,181 @@
+/* threads.c — N threads allocate, reallocate and free at random, some
+ * frees on another thread than the allocation, while snapshot signals keep
+ * arriving. At the end the program's own count of what it holds must equal
+ * the ledger's live bytes for the stacks under worker(), exactly. */
+#include "snapshot_wait.h"
+
+#include <dirent.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NOINLINE __attribute__((noinline))
+#define HELD 2048
+
+static int nthreads = 4;
+static long ops_per_thread = 200000;
+static _Atomic long long held_bytes, held_count;
+static _Atomic int running;
+
+/* one-slot mailbox per thread: a pointer allocated by one thread is freed by another */
+typedef struct {
+    pthread_mutex_t lock;
+    void *ptr;
+    size_t size;
+} mailbox_t;
+static mailbox_t mail[64];
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+NOINLINE static void *worker_alloc(uint64_t *s, size_t *size)
+{
+    void *p = NULL;
+    size_t n = *size;
+    switch (rnd(s) % 7) {
+    case 0: p = malloc(n); break;
+    case 1: p = calloc(1, n); break;
+    case 2: if (posix_memalign(&p, 32, n)) p = NULL; break;
+    case 3: /* C11 wants a multiple of the alignment */
+        *size = n = (n + 63) & ~(size_t)63;
+        p = aligned_alloc(64, n);
+        break;
+    case 4: p = memalign(16, n); break;
+    case 5: p = reallocarray(NULL, 1, n); break;
+    default: p = valloc(n); break;
+    }
+    return p;
+}
+
+typedef struct {
+    void *p;
+    size_t n;
+} item_t;
+
+static item_t *held_of[64]; /* allocated by main, outside the counted stacks */
+
+NOINLINE static void *worker_realloc(void *p, size_t n) { return realloc(p, n); }
+
+static void *worker(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(me + 1);
+    item_t *held = held_of[me];
+    int nheld = 0;
+    for (long op = 0; op < ops_per_thread; op++) {
+        uint64_t r = rnd(&s) % 100;
+        if (r < 45 && nheld < HELD) {
+            size_t n = 1 + rnd(&s) % 3000;
+            if (rnd(&s) % 16 == 0)
+                n += 200000; /* now and then a big one */
+            void *p = worker_alloc(&s, &n);
+            if (!p)
+                continue;
+            held[nheld].p = p;
+            held[nheld].n = n;
+            nheld++;
+            held_bytes += (long long)n;
+            held_count++;
+        } else if (r < 60 && nheld) {
+            int i = (int)(rnd(&s) % (uint64_t)nheld);
+            size_t n = 1 + rnd(&s) % 5000;
+            void *q = worker_realloc(held[i].p, n);
+            if (q) {
+                held_bytes += (long long)n - (long long)held[i].n;
+                held[i].p = q;
+                held[i].n = n;
+            }
+        } else if (r < 70 && nheld) {
+            /* hand one to the next thread, take what it left for us */
+            int i = (int)(rnd(&s) % (uint64_t)nheld);
+            mailbox_t *out = &mail[(me + 1) % nthreads], *in = &mail[me];
+            pthread_mutex_lock(&out->lock);
+            if (!out->ptr) {
+                out->ptr = held[i].p;
+                out->size = held[i].n;
+                held[i] = held[--nheld];
+            }
+            pthread_mutex_unlock(&out->lock);
+            pthread_mutex_lock(&in->lock);
+            void *p = in->ptr;
+            size_t n = in->size;
+            in->ptr = NULL;
+            pthread_mutex_unlock(&in->lock);
+            if (p) {
+                free(p); /* allocated by another thread */
+                held_bytes -= (long long)n;
+                held_count--;
+            }
+        } else if (nheld) {
+            int i = (int)(rnd(&s) % (uint64_t)nheld);
+            free(held[i].p);
+            held_bytes -= (long long)held[i].n;
+            held_count--;
+            held[i] = held[--nheld];
+        }
+    }
+    atomic_fetch_sub(&running, 1);
+    return held; /* keeps what it holds */
+}
+
+static long max_seq(void)
+{
+    const char *dir = getenv("MEMLEDGER_DIR");
+    DIR *d = opendir(dir ? dir : ".");
+    long best = 0;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "memledger.%d.", (int)getpid());
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            long s = strtol(e->d_name + strlen(prefix), NULL, 10);
+            best = s > best ? s : best;
+        }
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        nthreads = atoi(argv[1]);
+    if (argc > 2)
+        ops_per_thread = atol(argv[2]);
+    if (nthreads < 1 || nthreads > 64)
+        return 2;
+    pthread_t t[64];
+    for (int i = 0; i < 64; i++) {
+        pthread_mutex_init(&mail[i].lock, NULL);
+        held_of[i] = calloc(HELD, sizeof(item_t));
+    }
+    running = nthreads;
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
+    int signals = 0;
+    struct timespec ms = {0, 2000000};
+    while (atomic_load(&running) > 0) {
+        kill(getpid(), SIGUSR2);
+        signals++;
+        nanosleep(&ms, NULL);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    /* mail left in boxes is still held: it stays counted */
+    /* final snapshot, after every signal above was answered */
+    struct timespec settle = {0, 300000000};
+    nanosleep(&settle, NULL);
+    long before = max_seq();
+    snapshot_wait((int)before + 1);
+    printf("{\"held_bytes\": %lld, \"held_count\": %lld, \"signals\": %d, \"final_seq\": %ld}\n",
+           (long long)held_bytes, (long long)held_count, signals, before + 1);
+    return 0;
+}
