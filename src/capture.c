@@ -1,26 +1,45 @@
-/* capture.c — the stack capture contract and its two native unwinders
- * (see capture.h). Never locks, never allocates through the hooked
- * allocator; the frame-pointer walker reads only inside the thread's stack. */
-
+/* capture.c — the stack capture contract and its unwinders (see capture.h).
+ *
+ * The default ("auto") unwinder is a table-driven walk: memledger's own
+ * frames are left by their frame pointers (the library is always built with
+ * them), then each caller frame is stepped with the rule its return address
+ * has in unwind_rules.h — a lookup and two or three loads per frame, the
+ * stack hash updated on the way. A return address without a rule yet sends
+ * that one stack to libunwind (and the address to the rule service), so
+ * stacks are always complete; they are also identical whichever path took
+ * them, since both produce the same return addresses.
+ *
+ * Memory safety: every load is from the calling thread's own stack, checked
+ * against its bounds (found once per thread), and a frame must sit above the
+ * one before it. Never locks, never allocates through the hooked allocator. */
 #include "capture.h"
 #include "config.h"
+#include "ledger.h"
 #include "thread.h"
+#include "stack_cache.h"
+#include "unwind_fast.h"
+#include "unwind_rules.h"
 
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
-#include <unistd.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-static ml_unwinder_fn unwinder = ml_unwind_libunwind;
+static ml_unwinder_fn unwinder; /* tests only; NULL: the configured path */
 static ml_merge_fn merge;
 static uintptr_t self_lo, self_hi;
+static bool rules_ok;
+static _Atomic uint64_t slow_count;
 
 bool ml_capture_is_self(uintptr_t pc) { return pc >= self_lo && pc < self_hi; }
+
+uint64_t ml_capture_slow_count(void) { return atomic_load_explicit(&slow_count, memory_order_relaxed); }
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -44,23 +63,11 @@ void ml_capture_init(void)
 {
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&ml_capture_init);
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-    switch (ml_config.unwind) {
-    case ML_UNWIND_FP:
-        unwinder = ml_unwind_fp;
-        break;
-    case ML_UNWIND_AUTO:
-    case ML_UNWIND_LIBUNWIND:
-        unwinder = ml_unwind_libunwind;
-        break;
-    }
+    if (ml_config.unwind == ML_UNWIND_AUTO)
+        rules_ok = ml_unwind_rules_init() && ml_stack_cache_init();
 }
 
-void ml_capture_set_unwinder(ml_unwinder_fn fn)
-{
-    if (!fn)
-        fn = ml_config.unwind == ML_UNWIND_FP ? ml_unwind_fp : ml_unwind_libunwind;
-    __atomic_store_n(&unwinder, fn, __ATOMIC_RELEASE);
-}
+void ml_capture_set_unwinder(ml_unwinder_fn fn) { __atomic_store_n(&unwinder, fn, __ATOMIC_RELEASE); }
 
 void ml_capture_set_merge(ml_merge_fn fn) { __atomic_store_n(&merge, fn, __ATOMIC_RELEASE); }
 
@@ -70,45 +77,10 @@ unsigned ml_unwind_libunwind(uintptr_t *pcs, unsigned max)
     return n > 0 ? (unsigned)n : 0;
 }
 
-/* The thread's stack bounds, found once per thread without allocating on
- * the main thread (its bounds come from __libc_stack_end and the rlimit). */
-extern void *__libc_stack_end;
-
-static void stack_bounds(void)
-{
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    if (syscall(SYS_gettid) == getpid()) {
-        struct rlimit rl;
-        uintptr_t top = (uintptr_t)__libc_stack_end;
-        uint64_t size = 8u << 20;
-        if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            rl.rlim_cur < (1ull << 32))
-            size = rl.rlim_cur;
-        /* __libc_stack_end is near the top; environment and auxv sit above */
-        ml_self.stack_hi = (top + 65536 + 4095) & ~(uintptr_t)4095;
-        ml_self.stack_lo = top - size;
-    } else {
-        pthread_attr_t a;
-        void *lo;
-        size_t size;
-        if (pthread_getattr_np(pthread_self(), &a) == 0) {
-            if (pthread_attr_getstack(&a, &lo, &size) == 0) {
-                ml_self.stack_lo = (uintptr_t)lo;
-                ml_self.stack_hi = (uintptr_t)lo + size;
-            }
-            pthread_attr_destroy(&a);
-        }
-    }
-    if (here < ml_self.stack_lo || here >= ml_self.stack_hi) {
-        ml_self.stack_lo = here;
-        ml_self.stack_hi = here + 1; /* unknown: the walk stops at once */
-    }
-}
-
 __attribute__((no_sanitize_address)) unsigned ml_unwind_fp(uintptr_t *pcs, unsigned max)
 {
     if (ML_UNLIKELY(!ml_self.stack_hi))
-        stack_bounds();
+        ml_thread_stack_bounds();
     uintptr_t lo = ml_self.stack_lo, hi = ml_self.stack_hi;
     const uintptr_t *fp = __builtin_frame_address(0);
     unsigned n = 0;
@@ -128,22 +100,93 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_fp(uintptr_t *pcs, unsig
     return n;
 }
 
-unsigned ml_capture(uint64_t *words, unsigned cap)
+static unsigned walk_slow(ml_unwinder_fn fn, uint64_t *words, unsigned max, uint64_t *hash)
 {
     uintptr_t pcs[ML_MAX_DEPTH + 32];
-    unsigned max = ml_config.depth < cap ? ml_config.depth : cap;
-    /* room for memledger's own frames, which are trimmed below */
     unsigned want = max + 32 < ML_ARRAY_LEN(pcs) ? max + 32 : (unsigned)ML_ARRAY_LEN(pcs);
-    ml_unwinder_fn fn = __atomic_load_n(&unwinder, __ATOMIC_ACQUIRE);
     unsigned n = fn(pcs, want);
     unsigned skip = 0;
     while (skip < n && ml_capture_is_self(pcs[skip]))
         skip++;
     unsigned k = 0;
-    for (unsigned i = skip; i < n && k < max; i++)
+    uint64_t h = ml_hash_begin();
+    for (unsigned i = skip; i < n && k < max; i++) {
         words[k++] = pcs[i];
+        h = ml_hash_word(h, pcs[i]);
+    }
+    *hash = h;
+    return k;
+}
+
+static unsigned rehash(const uint64_t *words, unsigned n, uint64_t *hash)
+{
+    uint64_t h = ml_hash_begin();
+    for (unsigned i = 0; i < n; i++)
+        h = ml_hash_word(h, words[i]);
+    *hash = h;
+    return n;
+}
+
+/* The configured slow unwinder (or a test's). */
+static unsigned slow(uint64_t *words, unsigned max, uint64_t *hash)
+{
+    ml_unwinder_fn fn = __atomic_load_n(&unwinder, __ATOMIC_ACQUIRE);
+    if (!fn)
+        fn = ml_config.unwind == ML_UNWIND_FP ? ml_unwind_fp : ml_unwind_libunwind;
+    if (rules_ok && fn == ml_unwind_libunwind)
+        atomic_fetch_add_explicit(&slow_count, 1, memory_order_relaxed);
+    return walk_slow(fn, words, max, hash);
+}
+
+static unsigned native_max(unsigned cap) { return ml_config.depth < cap ? ml_config.depth : cap; }
+
+unsigned ml_capture(uint64_t *words, unsigned cap, uint64_t *hash)
+{
+    unsigned max = native_max(cap), n = ML_WALK_DEFER;
+    ml_entry_t e;
+    if (rules_ok && !__atomic_load_n(&unwinder, __ATOMIC_ACQUIRE) && ml_unwind_entry(&e))
+        n = ml_unwind_walk(&e, words, max, hash, NULL);
+    if (n == ML_WALK_DEFER)
+        n = slow(words, max, hash);
     ml_merge_fn m = __atomic_load_n(&merge, __ATOMIC_ACQUIRE);
     if (m)
-        k = m(words, k, cap);
-    return k;
+        n = rehash(words, m(words, n, cap), hash);
+    return n;
+}
+
+static uint32_t intern(unsigned domain, uint64_t *words, unsigned n, uint64_t h, ml_merge_fn m)
+{
+    if (m)
+        n = rehash(words, m(words, n, ML_STACK_WORDS), &h);
+    return ml_ledger_intern(domain, words, n, ml_hash_end(h, domain, n));
+}
+
+uint32_t ml_capture_stack(unsigned domain)
+{
+    uint64_t words[ML_STACK_WORDS], h = 0;
+    unsigned max = native_max(ML_STACK_WORDS), n;
+    ml_merge_fn m = __atomic_load_n(&merge, __ATOMIC_ACQUIRE);
+    ml_entry_t e;
+    if (rules_ok && !__atomic_load_n(&unwinder, __ATOMIC_ACQUIRE) && ml_unwind_entry(&e)) {
+        uint32_t id;
+        /* A chain seen before: no unwinding, and without Python frames to
+         * merge, no hashing or table probe either. */
+        if (ml_stack_cache_find(&e, domain, m ? words : NULL, max, &n, &id))
+            return m ? intern(domain, words, n, 0, m) : id;
+        ml_checks_t checks;
+        n = ml_unwind_walk(&e, words, max, &h, &checks);
+        if (n != ML_WALK_DEFER) {
+            if (m) {
+                /* the merged stack differs with the Python state: cache the
+                 * native chain only */
+                ml_stack_cache_put(&e, domain, words, n, &checks, 0);
+                return intern(domain, words, n, h, m);
+            }
+            id = intern(domain, words, n, h, NULL);
+            ml_stack_cache_put(&e, domain, words, n, &checks, id);
+            return id;
+        }
+    }
+    n = slow(words, max, &h);
+    return intern(domain, words, n, h, m);
 }

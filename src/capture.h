@@ -1,13 +1,13 @@
 /* capture.h — one contract for taking the calling thread's stack.
- * Owns: choosing the unwinder, trimming memledger's own frames, and the word
- * encoding of a stack. Must never lock, allocate through the hooked
- * allocator, or make a syscall per call: it runs inside every hook.
+ * Owns: choosing the unwinder, trimming memledger's own frames, hashing
+ * while walking, and the word encoding of a stack. Must never lock,
+ * allocate through the hooked allocator, or make a syscall per call: it
+ * runs inside every hook.
  *
  * A stack is an array of 64-bit words, innermost first. A native frame is one
  * word: a return address (the call site + 1 instruction). A Python frame is
- * two words: ML_WORD_PY | the code object's address, then an instruction
- * offset inside it (see pyframes.h). The first word is the caller of the
- * hooked function: memledger's own frames never appear. */
+ * two words: ML_WORD_PY | x, then y (see pyframes.h). The first word is the
+ * caller of the hooked function: memledger's own frames never appear. */
 #ifndef ML_CAPTURE_H
 #define ML_CAPTURE_H
 
@@ -27,8 +27,17 @@ void ml_capture_set_unwinder(ml_unwinder_fn fn);
 
 /* Captures the calling thread's stack into words[cap]: at most
  * ml_config.depth native frames, expanded by the Python merge up to cap.
- * Returns the number of words. */
-unsigned ml_capture(uint64_t *words, unsigned cap);
+ * Returns the number of words; *hash gets the running hash of the words
+ * (finish it with ml_hash_end from ledger.h). */
+unsigned ml_capture(uint64_t *words, unsigned cap, uint64_t *hash);
+
+/* Captures the calling thread's stack, adds it to the ledger if new, and
+ * returns its ledger id. The hot path: a chain seen before is recognised
+ * by stack_cache.c without unwinding. */
+uint32_t ml_capture_stack(unsigned domain);
+
+/* Capacity of a captured stack, in words (Python frames take two). */
+#define ML_STACK_WORDS 512
 
 /* The unwinders, usable directly by tests and benchmarks. */
 unsigned ml_unwind_libunwind(uintptr_t *pcs, unsigned max);
@@ -42,5 +51,9 @@ bool ml_capture_is_self(uintptr_t pc);
  * max words and returns the new count. */
 typedef unsigned (*ml_merge_fn)(uint64_t *words, unsigned n, unsigned max);
 void ml_capture_set_merge(ml_merge_fn fn);
+
+/* Captures that needed the slow unwinder (a return address without a rule
+ * yet, or code without unwind information). */
+uint64_t ml_capture_slow_count(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include "symbolize.h"
 #include "thread.h"
 #include "track.h"
+#include "unwind_rules.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -70,23 +71,42 @@ static int write_one(const char *trigger, char *path_out, size_t cap)
     return err;
 }
 
+void ml_dumper_wake(void)
+{
+    int saved = errno;
+    uint64_t one = 1;
+    if (wake_fd >= 0) {
+        ssize_t w = write(wake_fd, &one, sizeof one);
+        (void)w;
+    }
+    errno = saved;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *dumper_main(void *arg)
 {
     (void)arg;
     ml_thread_make_internal();
     uint64_t done = 0;
-    uint64_t interval = ml_config.interval_ms;
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
+    int64_t interval = (int64_t)ml_config.interval_ms;
+    int64_t due = interval ? now_ms() + interval : 0;
     for (;;) {
+        /* unwind rules the hooks asked for come first: until they exist,
+         * those stacks take the slow unwinder */
+        bool more = ml_unwind_rules_service();
         int timeout = -1;
         if (interval) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            int64_t due = ((int64_t)next.tv_sec - now.tv_sec) * 1000 +
-                          ((int64_t)next.tv_nsec - now.tv_nsec) / 1000000 + (int64_t)interval;
-            timeout = due > 0 ? (int)(due < INT32_MAX ? due : INT32_MAX) : 0;
+            int64_t left = due - now_ms();
+            timeout = left > 0 ? (int)(left < INT32_MAX ? left : INT32_MAX) : 0;
         }
+        if (more && (timeout < 0 || timeout > 1))
+            timeout = 1;
         struct pollfd p = {.fd = wake_fd, .events = POLLIN};
         int r = poll(&p, 1, timeout);
         if (atomic_load(&shutting_down))
@@ -104,9 +124,9 @@ static void *dumper_main(void *arg)
             write_one("signal", NULL, 0);
             continue;
         }
-        if (r == 0 && interval) {
-            clock_gettime(CLOCK_MONOTONIC, &next);
+        if (interval && now_ms() >= due) {
             write_one("interval", NULL, 0);
+            due = now_ms() + interval;
         }
     }
 }

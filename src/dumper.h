@@ -11,6 +11,10 @@
 /* Installs the signal handler and starts the dumper thread. */
 void ml_dumper_start(void);
 
+/* Wakes the dumper thread for background work (async-signal-safe: one
+ * write(2) to an eventfd). */
+void ml_dumper_wake(void);
+
 /* Writes a snapshot now from the calling thread (API, exit). Returns 0 or
  * an errno value; the path goes to path_out when given. */
 int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap);

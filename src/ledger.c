@@ -88,16 +88,10 @@ bool ml_ledger_init(uint32_t cap)
 
 uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)domain << 32) ^ n;
-    for (unsigned i = 0; i < n; i++) {
-        h ^= words[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    h ^= h >> 29;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 32;
-    return h ? h : 1;
+    uint64_t h = ml_hash_begin();
+    for (unsigned i = 0; i < n; i++)
+        h = ml_hash_word(h, words[i]);
+    return ml_hash_end(h, domain, n);
 }
 
 static bool same(uint32_t id, unsigned domain, const uint64_t *words, unsigned n)

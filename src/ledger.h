@@ -34,7 +34,23 @@ extern ml_counts_t *ml_counts[ML_SHARDS];
  * Returns false on error (the caller then leaves tracking off). */
 bool ml_ledger_init(uint32_t capacity);
 
-/* Hashes a stack; never returns 0. */
+/* Stack hashing, word by word, so the unwinder can hash while it walks:
+ *   h = ml_hash_begin(); for each word: h = ml_hash_word(h, w);
+ *   hash = ml_hash_end(h, domain, n);
+ * Each step is a bijection of the state (odd multiplier), the end mixes
+ * high bits down. Equal hashes are always confirmed word by word. */
+static inline uint64_t ml_hash_begin(void) { return 0x9e3779b97f4a7c15ull; }
+static inline uint64_t ml_hash_word(uint64_t h, uint64_t w) { return (h ^ w) * 0xff51afd7ed558ccdull; }
+static inline uint64_t ml_hash_end(uint64_t h, unsigned domain, unsigned n)
+{
+    h ^= ((uint64_t)domain << 56) ^ ((uint64_t)n << 40);
+    h ^= h >> 32;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+/* Hashes a whole stack (the same value as the step-by-step form). */
 uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n);
 
 /* Returns the id of (domain, words[0..n)), adding it if new. Never fails:

@@ -13,6 +13,7 @@
 #include "modules.h"
 #include "symbolize.h"
 #include "track.h"
+#include "unwind_rules.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -170,6 +171,12 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     write_kv_u64(o, "peak_rss", peak);
     write_kv_u64(o, "sample_bytes", ml_config.sample_bytes);
     write_kv_u64(o, "depth", ml_config.depth);
+    uint64_t known, unknown, dropped;
+    ml_unwind_rules_stats(&known, &unknown, &dropped);
+    static const char *const modes[] = {"auto", "fp", "libunwind"};
+    ml_out_printf(o, "unwind\tmode\t%s\tslow\t%llu\trules\t%llu\tunknown_rules\t%llu\tdropped\t%llu\n",
+                  modes[ml_config.unwind], (unsigned long long)ml_capture_slow_count(),
+                  (unsigned long long)known, (unsigned long long)unknown, (unsigned long long)dropped);
 
     ml_ledger_stats_t ls;
     ml_ledger_stats(&ls);

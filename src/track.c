@@ -69,9 +69,7 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
         }
         ml_self.sample_left = next_gap(rate);
     }
-    uint64_t words[ML_STACK_WORDS];
-    unsigned n = ml_capture(words, ML_STACK_WORDS);
-    uint32_t id = ml_ledger_intern(domain, words, n, ml_stack_hash(domain, words, n));
+    uint32_t id = ml_capture_stack(domain);
     uint32_t old_id;
     uint64_t old_size, b, c;
     switch (ml_addrtab_insert(t, (uintptr_t)p, id, size, &old_id, &old_size)) {

@@ -22,9 +22,6 @@ static inline bool ml_tracking(void)
     return atomic_load_explicit(&ml_state, memory_order_relaxed) == ML_ACTIVE;
 }
 
-/* Capacity of a captured stack, in words (Python frames take two). */
-#define ML_STACK_WORDS 512
-
 /* Records an allocation of `size` bytes at p in `domain`, charged to the
  * calling thread's stack. Call after the real allocation succeeded. */
 void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size);
