@@ -25,13 +25,15 @@ static void *early(size_t n, size_t align)
     return NULL; /* resolved now: caller goes the normal way */
 }
 
+/* The real allocator runs outside the guard: it never calls back into
+ * malloc, and the untracked cases (off, nested, not sampled) then cost a
+ * load or two after it. */
 #define HOOK_ALLOC(expr_real, size)                                                          \
     do {                                                                                     \
-        if (!ml_tracking() || !ml_enter())                                                   \
-            return expr_real;                                                                \
         void *p_ = expr_real;                                                                \
-        if (p_)                                                                              \
-            ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, p_, (size));                        \
+        if (ML_UNLIKELY(!p_) || !ml_tracking() || ml_sample_skip(size) || !ml_enter())       \
+            return p_;                                                                       \
+        ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, p_, (size));                            \
         ml_leave();                                                                          \
         return p_;                                                                           \
     } while (0)
@@ -63,7 +65,7 @@ ML_EXPORT void free(void *p)
 {
     if (!p || ML_UNLIKELY(ml_bootstrap_owns(p)))
         return;
-    if (ml_tracking() && ml_enter()) {
+    if (ml_tracking() && !ml_free_skip(p) && ml_enter()) {
         uint32_t id;
         uint64_t size;
         ml_track_free(&ml_heap_addrs, p, &id, &size);

@@ -15,6 +15,8 @@
 #include "ledger.h"
 #include "modules.h"
 #include "real.h"
+#include "stack_cache.h"
+#include "unwind_rules.h"
 #include "thread.h"
 #include "track.h"
 
@@ -42,6 +44,9 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     ml_addrtab_unlock_all();
+    ml_ledger_after_fork_child();
+    ml_stack_cache_after_fork_child();
+    ml_unwind_rules_after_fork_child();
     ml_modules_after_fork_child();
     ml_dumper_after_fork_child();
     ml_self.busy--;
@@ -75,6 +80,9 @@ __attribute__((constructor(101))) static void ml_init(void)
         return;
     }
     ml_addrtab_register(&ml_heap_addrs, "heap");
+    ml_sample_rate = ml_config.sample_bytes;
+    if (!ml_track_init())
+        ml_warn("cannot map the sampling filter; tracking every allocation instead");
     ml_capture_init();
     ml_ledger_set_generation_fn(generation_nowait);
     ml_modules_sync(true);

@@ -25,6 +25,7 @@
 #include "ledger.h"
 #include "sysmem.h"
 
+#include <pthread.h>
 #include <string.h>
 
 typedef struct {
@@ -46,6 +47,47 @@ typedef struct {
 #define AVG_WORDS 48 /* word store sized for this many words per stack */
 
 ml_counts_t *ml_counts[ML_SHARDS];
+
+/* shard ownership: bit i set while a thread owns shard i */
+static _Atomic uint32_t owned;
+static pthread_key_t release_key;
+static bool release_key_ok;
+
+static void release_shard(void *arg)
+{
+    (void)arg;
+    uint32_t s = ml_self.shard;
+    /* counts made after this (later destructors) go to the shared shard */
+    ml_self.shard = ML_SHARD_SHARED + 1;
+    if (s && s - 1 != ML_SHARD_SHARED)
+        atomic_fetch_and_explicit(&owned, ~(1u << (s - 1)), memory_order_release);
+}
+
+void ml_ledger_claim_shard(void)
+{
+    uint32_t cur = atomic_load_explicit(&owned, memory_order_relaxed);
+    for (;;) {
+        uint32_t free_bits = ~cur & ((1u << ML_SHARD_SHARED) - 1);
+        if (!free_bits || !release_key_ok) {
+            ml_self.shard = ML_SHARD_SHARED + 1;
+            return;
+        }
+        uint32_t bit = (uint32_t)__builtin_ctz(free_bits);
+        if (atomic_compare_exchange_weak_explicit(&owned, &cur, cur | (1u << bit), memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            ml_self.shard = bit + 1;
+            /* any non-NULL value: the destructor runs at thread exit */
+            pthread_setspecific(release_key, (void *)1);
+            return;
+        }
+    }
+}
+
+void ml_ledger_after_fork_child(void)
+{
+    uint32_t s = ml_self.shard;
+    atomic_store_explicit(&owned, s && s - 1 != ML_SHARD_SHARED ? 1u << (s - 1) : 0, memory_order_relaxed);
+}
 
 static slot_t *slots;
 static uint64_t slot_mask;
@@ -77,6 +119,7 @@ bool ml_ledger_init(uint32_t cap)
     }
     if (!ok)
         return false;
+    release_key_ok = pthread_key_create(&release_key, release_shard) == 0;
     slot_mask = nslots - 1;
     for (uint32_t d = 0; d < ML_STACK_FIRST; d++) {
         infos[d].domain = (uint8_t)d;

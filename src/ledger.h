@@ -13,10 +13,14 @@
 #include "thread.h"
 #include <stdatomic.h>
 
-/* Counters are split in ML_SHARDS arrays; a thread writes only to its shard,
- * so two threads hammering the same stack do not share a cache line. The
- * writer sums the shards. */
-#define ML_SHARDS 8
+/* Counters are split in shards, one array of ml_counts_t per shard. A
+ * thread claims a shard of its own the first time it counts and gives it
+ * back when it exits; while it owns one, its updates are plain loads and
+ * stores (no lock prefix, no shared cache line). Threads beyond
+ * ML_SHARDS - 1 share the last shard and update it atomically. The writer
+ * sums the shards. */
+#define ML_SHARDS 16
+#define ML_SHARD_SHARED (ML_SHARDS - 1)
 
 typedef struct {
     _Atomic uint64_t alloc_bytes, alloc_count;
@@ -24,6 +28,9 @@ typedef struct {
 } ml_counts_t;
 
 extern ml_counts_t *ml_counts[ML_SHARDS];
+
+/* Gives the calling thread a shard (sets ml_self.shard to shard + 1). */
+void ml_ledger_claim_shard(void);
 
 /* Ids below ML_DOM_COUNT are the overflow entries, one per domain: they take
  * the allocations whose stack found no room. */
@@ -64,19 +71,25 @@ void ml_ledger_set_generation_fn(uint32_t (*fn)(void));
 
 static inline ml_counts_t *ml_ledger_my_counts(uint32_t id)
 {
-    uint32_t s = ml_self.shard;
-    if (ML_UNLIKELY(!s)) {
-        static _Atomic uint32_t next;
-        s = ml_self.shard = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % ML_SHARDS + 1;
-    }
-    return &ml_counts[s - 1][id];
+    if (ML_UNLIKELY(!ml_self.shard))
+        ml_ledger_claim_shard();
+    return &ml_counts[ml_self.shard - 1][id];
+}
+
+static inline void ml_counter_add(_Atomic uint64_t *c, uint64_t v, bool own, memory_order mo)
+{
+    if (ML_LIKELY(own))
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, mo);
+    else
+        atomic_fetch_add_explicit(c, v, mo);
 }
 
 static inline void ml_ledger_count_alloc(uint32_t id, uint64_t bytes, uint64_t count)
 {
     ml_counts_t *c = ml_ledger_my_counts(id);
-    atomic_fetch_add_explicit(&c->alloc_bytes, bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->alloc_count, count, memory_order_release);
+    bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
+    ml_counter_add(&c->alloc_bytes, bytes, own, memory_order_relaxed);
+    ml_counter_add(&c->alloc_count, count, own, memory_order_release);
 }
 
 /* Release order, paired with the writer reading frees before allocations:
@@ -85,9 +98,23 @@ static inline void ml_ledger_count_alloc(uint32_t id, uint64_t bytes, uint64_t c
 static inline void ml_ledger_count_free(uint32_t id, uint64_t bytes, uint64_t count)
 {
     ml_counts_t *c = ml_ledger_my_counts(id);
-    atomic_fetch_add_explicit(&c->free_bytes, bytes, memory_order_release);
-    atomic_fetch_add_explicit(&c->free_count, count, memory_order_release);
+    bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
+    ml_counter_add(&c->free_bytes, bytes, own, memory_order_release);
+    ml_counter_add(&c->free_count, count, own, memory_order_release);
 }
+
+/* Takes back a count this thread added (a failed realloc). */
+static inline void ml_ledger_uncount_free(uint32_t id, uint64_t bytes, uint64_t count)
+{
+    ml_counts_t *c = ml_ledger_my_counts(id);
+    bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
+    ml_counter_add(&c->free_bytes, (uint64_t)0 - bytes, own, memory_order_release);
+    ml_counter_add(&c->free_count, (uint64_t)0 - count, own, memory_order_release);
+}
+
+/* fork(): in the child only the calling thread exists; every other shard
+ * is free again. */
+void ml_ledger_after_fork_child(void);
 
 /* ---- read side (snapshot writer) ---- */
 

@@ -16,8 +16,7 @@ static __thread int resolving __attribute__((tls_model("initial-exec")));
 
 /* dlsym, dlerror and the loader's own bookkeeping ask for a few hundred
  * bytes; 64 KiB leaves room for a pathological libdl. */
-#define BOOT_SIZE (64 * 1024)
-static _Alignas(64) char boot_mem[BOOT_SIZE];
+_Alignas(64) char ml_boot_mem[ML_BOOT_SIZE];
 static _Atomic size_t boot_used;
 
 void *ml_bootstrap_alloc(size_t size, size_t align)
@@ -26,17 +25,12 @@ void *ml_bootstrap_alloc(size_t size, size_t align)
         align = 16;
     size_t need = size + 16 + align; /* 16-byte header holds the size */
     size_t off = atomic_fetch_add(&boot_used, need);
-    if (off + need > BOOT_SIZE || need < size)
+    if (off + need > ML_BOOT_SIZE || need < size)
         return NULL;
-    uintptr_t base = (uintptr_t)boot_mem + off + 16;
+    uintptr_t base = (uintptr_t)ml_boot_mem + off + 16;
     uintptr_t p = (base + align - 1) & ~(uintptr_t)(align - 1);
     ((size_t *)p)[-1] = size;
     return (void *)p;
-}
-
-bool ml_bootstrap_owns(const void *p)
-{
-    return (const char *)p >= boot_mem && (const char *)p < boot_mem + BOOT_SIZE;
 }
 
 size_t ml_bootstrap_size(const void *p) { return ((const size_t *)p)[-1]; }

@@ -34,7 +34,12 @@ bool ml_real_resolving(void);
 
 /* Bootstrap arena: serves allocations made before the real functions exist. */
 void *ml_bootstrap_alloc(size_t size, size_t align);
-bool ml_bootstrap_owns(const void *p);
+#define ML_BOOT_SIZE (64 * 1024)
+extern char ml_boot_mem[ML_BOOT_SIZE];
+static inline bool ml_bootstrap_owns(const void *p)
+{
+    return (const char *)p >= ml_boot_mem && (const char *)p < ml_boot_mem + ML_BOOT_SIZE;
+}
 /* Size that was asked for a bootstrap block (for realloc out of the arena). */
 size_t ml_bootstrap_size(const void *p);
 

@@ -6,6 +6,7 @@
 #include "capture.h"
 #include "config.h"
 #include "ledger.h"
+#include "sysmem.h"
 #include "thread.h"
 
 #include <math.h>
@@ -14,7 +15,33 @@
 
 _Atomic int ml_state;
 ml_addrtab_t ml_heap_addrs;
-ml_track_stats_t ml_track_stats;
+
+/* Sampling mode: most frees are of allocations that were never sampled,
+ * and a lookup in the address table (a lock and a probe) for each of them
+ * would cost more than the allocation itself. This filter answers "surely
+ * not tracked" from one byte: a counter per hash bucket of addresses,
+ * raised for each sampled allocation and lowered when it is freed (a
+ * counter that reaches 255 stays there). 64 KiB, so it lives in cache. */
+_Atomic uint8_t *ml_sample_filter;
+
+bool ml_track_init(void)
+{
+    if (!ml_sample_rate)
+        return true;
+    ml_sample_filter = ml_sysmem_map((size_t)1 << ML_FILTER_LOG2);
+    if (!ml_sample_filter)
+        ml_sample_rate = 0; /* cannot sample without it: track everything */
+    return ml_sample_filter != NULL;
+}
+
+static void filter_add(const void *p, int delta)
+{
+    _Atomic uint8_t *f = ml_filter_of(p);
+    uint8_t v = atomic_load_explicit(f, memory_order_relaxed);
+    while (v != 255 && !atomic_compare_exchange_weak_explicit(f, &v, (uint8_t)(v + delta), memory_order_release,
+                                                              memory_order_relaxed))
+        ;
+}
 
 static uint64_t rng_next(void)
 {
@@ -43,14 +70,11 @@ static int64_t next_gap(uint64_t rate)
     return gap > 9e18 ? INT64_MAX : (int64_t)gap + 1;
 }
 
-void ml_sample_weight(uint64_t size, uint64_t *bytes, uint64_t *count)
+uint64_t ml_sample_rate; /* ml_config.sample_bytes, where the hot path reads it */
+
+void ml_sample_weight_slow(uint64_t size, uint64_t *bytes, uint64_t *count)
 {
-    uint64_t rate = ml_config.sample_bytes;
-    if (!rate) {
-        *bytes = size;
-        *count = 1;
-        return;
-    }
+    uint64_t rate = ml_sample_rate;
     double p = -expm1(-(double)(size ? size : 1) / (double)rate);
     *bytes = (uint64_t)llround((double)size / p);
     *count = (uint64_t)llround(1.0 / p);
@@ -58,15 +82,13 @@ void ml_sample_weight(uint64_t size, uint64_t *bytes, uint64_t *count)
 
 void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size)
 {
-    uint64_t rate = ml_config.sample_bytes;
+    uint64_t rate = ml_sample_rate;
     if (rate) {
         if (ML_UNLIKELY(!ml_self.sample_left))
             ml_self.sample_left = next_gap(rate);
         ml_self.sample_left -= (int64_t)(size ? size : 1);
-        if (ML_LIKELY(ml_self.sample_left > 0)) {
-            atomic_fetch_add_explicit(&ml_track_stats.sampled_out, 1, memory_order_relaxed);
+        if (ML_LIKELY(ml_self.sample_left > 0))
             return;
-        }
         ml_self.sample_left = next_gap(rate);
     }
     uint32_t id = ml_capture_stack(domain);
@@ -80,6 +102,8 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
         ml_ledger_count_free(old_id, b, c);
         break;
     case ML_ADDR_NEW:
+        if (rate)
+            filter_add(p, 1);
         break;
     }
     ml_sample_weight(size, &b, &c);
@@ -88,8 +112,12 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
 
 bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
 {
+    if (ml_free_skip(p))
+        return false;
     if (!ml_addrtab_remove(t, (uintptr_t)p, id, size))
         return false;
+    if (ml_sample_rate)
+        filter_add(p, -1);
     uint64_t b, c;
     ml_sample_weight(*size, &b, &c);
     ml_ledger_count_free(*id, b, c);
@@ -102,9 +130,9 @@ void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size
     uint64_t osz, b, c;
     if (ml_addrtab_insert(t, (uintptr_t)p, id, size, &oid, &osz) == ML_ADDR_DROPPED)
         return;
+    if (ml_sample_rate)
+        filter_add(p, 1);
     /* Undo the free ml_track_free counted, in the same shard it went to. */
     ml_sample_weight(size, &b, &c);
-    ml_counts_t *cn = ml_ledger_my_counts(id);
-    atomic_fetch_sub_explicit(&cn->free_bytes, b, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&cn->free_count, c, memory_order_relaxed);
+    ml_ledger_uncount_free(id, b, c);
 }

@@ -9,6 +9,7 @@
 
 #include "addrtab.h"
 #include "common.h"
+#include "thread.h"
 #include <stdatomic.h>
 
 enum ml_state { ML_OFF, ML_STARTING, ML_ACTIVE, ML_DISABLED };
@@ -34,14 +35,52 @@ bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
 /* Puts back a record removed by ml_track_free (a realloc that failed). */
 void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size);
 
-/* Problems the hooks met and passed through, reported in each snapshot. */
-typedef struct {
-    _Atomic uint64_t sampled_out;   /* allocations not sampled (sampling mode) */
-} ml_track_stats_t;
-extern ml_track_stats_t ml_track_stats;
+extern uint64_t ml_sample_rate; /* MEMLEDGER_SAMPLE_BYTES, 0 in exact mode */
+
+/* Sampling mode's fast paths, inlined into the hooks so that the common
+ * case (not sampled) costs a few instructions and no call.
+ * ml_sample_skip: true when an allocation of `size` is not sampled (the
+ * thread's byte countdown just moves). ml_free_skip: true when p surely was
+ * not sampled (its filter bucket is empty), so free need not look it up. */
+extern _Atomic uint8_t *ml_sample_filter;
+#define ML_FILTER_LOG2 16
+static inline bool ml_sample_skip(uint64_t size)
+{
+    if (ML_LIKELY(!ml_sample_rate))
+        return false;
+    int64_t left = ml_self.sample_left - (int64_t)(size | (size == 0));
+    if (ML_LIKELY(left > 0 && ml_self.sample_left)) {
+        ml_self.sample_left = left;
+        return true;
+    }
+    return false; /* ml_track_alloc draws the next gap */
+}
+
+static inline _Atomic uint8_t *ml_filter_of(const void *p)
+{
+    return &ml_sample_filter[((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> (64 - ML_FILTER_LOG2)];
+}
+
+static inline bool ml_free_skip(const void *p)
+{
+    return ml_sample_rate && !atomic_load_explicit(ml_filter_of(p), memory_order_acquire);
+}
+
+/* Sets up what sampling mode needs. Returns false when it could not (then
+ * every allocation is tracked). Call after ml_sample_rate is set. */
+bool ml_track_init(void);
 
 /* The estimate one sampled allocation of `size` stands for (bytes, count):
  * size/p and 1/p with p = 1 - exp(-size/rate); exact mode gives size and 1. */
-void ml_sample_weight(uint64_t size, uint64_t *bytes, uint64_t *count);
+void ml_sample_weight_slow(uint64_t size, uint64_t *bytes, uint64_t *count);
+static inline void ml_sample_weight(uint64_t size, uint64_t *bytes, uint64_t *count)
+{
+    if (ML_LIKELY(!ml_sample_rate)) {
+        *bytes = size;
+        *count = 1;
+        return;
+    }
+    ml_sample_weight_slow(size, bytes, count);
+}
 
 #endif
