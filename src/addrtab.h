@@ -47,6 +47,24 @@ enum ml_addr_insert {
 enum ml_addr_insert ml_addrtab_insert(ml_addrtab_t *t, uint64_t addr, uint32_t id, uint64_t size,
                                       uint32_t *old_id, uint64_t *old_size);
 
+/* Starts loading the slot addr will use, so the cache miss overlaps the
+ * stack capture that comes before the insert. Reads the shard without its
+ * lock: a stale answer only prefetches the wrong line. */
+static inline void ml_addrtab_prefetch(const ml_addrtab_t *t, uint64_t addr)
+{
+    uint64_t x = addr;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    const ml_addr_shard_t *s = &t->shard[x & (ML_ADDR_SHARDS - 1)];
+    uint32_t log2 = __atomic_load_n(&s->log2cap, __ATOMIC_RELAXED);
+    const ml_addr_entry_t *e = __atomic_load_n(&s->e, __ATOMIC_RELAXED);
+    if (e)
+        __builtin_prefetch(&e[(x >> 9) & (((uint64_t)1 << log2) - 1)], 1);
+}
+
 /* Removes addr. Returns true and its record when it was present. */
 bool ml_addrtab_remove(ml_addrtab_t *t, uint64_t addr, uint32_t *id, uint64_t *size);
 

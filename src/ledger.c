@@ -50,6 +50,10 @@ ml_counts_t *ml_counts[ML_SHARDS];
 
 /* shard ownership: bit i set while a thread owns shard i */
 static _Atomic uint32_t owned;
+/* shards ever used (the highest + 1): the writer reads no further, so it
+ * never maps pages of shards no thread touched */
+static _Atomic uint32_t shards_used = ML_SHARDS;
+static _Atomic bool shared_used = true; /* the shared shard ever written */
 static pthread_key_t release_key;
 static bool release_key_ok;
 
@@ -58,6 +62,7 @@ static void release_shard(void *arg)
     (void)arg;
     uint32_t s = ml_self.shard;
     /* counts made after this (later destructors) go to the shared shard */
+    atomic_store_explicit(&shared_used, true, memory_order_release);
     ml_self.shard = ML_SHARD_SHARED + 1;
     if (s && s - 1 != ML_SHARD_SHARED)
         atomic_fetch_and_explicit(&owned, ~(1u << (s - 1)), memory_order_release);
@@ -69,6 +74,7 @@ void ml_ledger_claim_shard(void)
     for (;;) {
         uint32_t free_bits = ~cur & ((1u << ML_SHARD_SHARED) - 1);
         if (!free_bits || !release_key_ok) {
+            atomic_store_explicit(&shared_used, true, memory_order_release);
             ml_self.shard = ML_SHARD_SHARED + 1;
             return;
         }
@@ -76,6 +82,11 @@ void ml_ledger_claim_shard(void)
         if (atomic_compare_exchange_weak_explicit(&owned, &cur, cur | (1u << bit), memory_order_acquire,
                                                   memory_order_relaxed)) {
             ml_self.shard = bit + 1;
+            uint32_t used = atomic_load_explicit(&shards_used, memory_order_relaxed);
+            while (used < bit + 1 && !atomic_compare_exchange_weak_explicit(&shards_used, &used, bit + 1,
+                                                                            memory_order_release,
+                                                                            memory_order_relaxed))
+                ;
             /* any non-NULL value: the destructor runs at thread exit */
             pthread_setspecific(release_key, (void *)1);
             return;
@@ -120,6 +131,9 @@ bool ml_ledger_init(uint32_t cap)
     if (!ok)
         return false;
     release_key_ok = pthread_key_create(&release_key, release_shard) == 0;
+    /* with the key, threads own shards from 0 up; without it all share the last */
+    atomic_store_explicit(&shards_used, release_key_ok ? 0 : ML_SHARDS, memory_order_relaxed);
+    atomic_store_explicit(&shared_used, !release_key_ok, memory_order_relaxed);
     slot_mask = nslots - 1;
     for (uint32_t d = 0; d < ML_STACK_FIRST; d++) {
         infos[d].domain = (uint8_t)d;
@@ -215,12 +229,21 @@ bool ml_ledger_stack(uint32_t id, ml_stack_view_t *v)
 void ml_ledger_totals(uint32_t id, ml_totals_t *t)
 {
     uint64_t fb = 0, fc = 0, ab = 0, ac = 0;
+    /* only shards some thread wrote: reading the others would map pages */
+    uint32_t n = atomic_load_explicit(&shards_used, memory_order_acquire);
+    uint32_t shard[ML_SHARDS], k = 0;
+    for (uint32_t s = 0; s < n && s < ML_SHARD_SHARED; s++)
+        shard[k++] = s;
+    if (atomic_load_explicit(&shared_used, memory_order_acquire))
+        shard[k++] = ML_SHARD_SHARED;
     /* Frees first (acquire), then allocations: see ml_ledger_count_free. */
-    for (int s = 0; s < ML_SHARDS; s++) {
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t s = shard[i];
         fb += atomic_load_explicit(&ml_counts[s][id].free_bytes, memory_order_acquire);
         fc += atomic_load_explicit(&ml_counts[s][id].free_count, memory_order_acquire);
     }
-    for (int s = 0; s < ML_SHARDS; s++) {
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t s = shard[i];
         ab += atomic_load_explicit(&ml_counts[s][id].alloc_bytes, memory_order_acquire);
         ac += atomic_load_explicit(&ml_counts[s][id].alloc_count, memory_order_acquire);
     }
@@ -238,4 +261,17 @@ void ml_ledger_stats(ml_ledger_stats_t *s)
     uint64_t w = atomic_load_explicit(&words_used, memory_order_relaxed);
     s->words_used = w < words_cap ? w : words_cap;
     s->words_cap = words_cap;
+}
+
+uint64_t ml_ledger_resident(void)
+{
+    uint64_t r = ml_sysmem_resident(slots, (slot_mask + 1) * sizeof(slot_t)) +
+                 ml_sysmem_resident(infos, (size_t)capacity * sizeof(info_t)) +
+                 ml_sysmem_resident(words_store, words_cap * sizeof(uint64_t));
+    uint32_t n = atomic_load_explicit(&shards_used, memory_order_acquire);
+    for (uint32_t s = 0; s < n && s < ML_SHARD_SHARED; s++)
+        r += ml_sysmem_resident(ml_counts[s], (size_t)capacity * sizeof(ml_counts_t));
+    if (atomic_load_explicit(&shared_used, memory_order_acquire))
+        r += ml_sysmem_resident(ml_counts[ML_SHARD_SHARED], (size_t)capacity * sizeof(ml_counts_t));
+    return r;
 }

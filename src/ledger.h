@@ -145,4 +145,7 @@ typedef struct {
 
 void ml_ledger_stats(ml_ledger_stats_t *s);
 
+/* Resident bytes of the stack table and its counters. */
+uint64_t ml_ledger_resident(void);
+
 #endif

@@ -13,6 +13,8 @@
 #include "modules.h"
 #include "symbolize.h"
 #include "track.h"
+#include "stack_cache.h"
+#include "sysmem.h"
 #include "unwind_rules.h"
 
 #include <errno.h>
@@ -186,6 +188,9 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
                   (unsigned long long)ls.capacity, (unsigned long long)ls.overflowed);
     ml_out_printf(o, "addresses\t%llu\t%llu\n", (unsigned long long)as.entries,
                   (unsigned long long)as.bytes);
+    ml_out_printf(o, "memory\tstacks\t%llu\taddresses\t%llu\tunwind\t%llu\n",
+                  (unsigned long long)ml_ledger_resident(), (unsigned long long)as.bytes,
+                  (unsigned long long)(ml_unwind_rules_resident() + ml_stack_cache_resident()));
     ml_out_printf(o, "problem\taddress_reused_untracked\t%llu\n", (unsigned long long)as.replaced);
     ml_out_printf(o, "problem\taddress_table_full\t%llu\n", (unsigned long long)as.nomem);
     ml_out_printf(o, "problem\tstack_table_full\t%llu\n", (unsigned long long)ls.overflowed);

@@ -144,3 +144,5 @@ void ml_stack_cache_after_fork_child(void)
             atomic_store_explicit(&table[i].seq, s + 1, memory_order_release);
     }
 }
+
+uint64_t ml_stack_cache_resident(void) { return ml_sysmem_resident(table, sizeof(entry_t) << ENTRIES_LOG2); }

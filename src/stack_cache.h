@@ -24,6 +24,9 @@ bool ml_stack_cache_find(const ml_entry_t *e, unsigned domain, uint64_t *words, 
 void ml_stack_cache_put(const ml_entry_t *e, unsigned domain, const uint64_t *words, unsigned n,
                         const ml_checks_t *checks, uint32_t id);
 
+/* Resident bytes of the cache. */
+uint64_t ml_stack_cache_resident(void);
+
 /* After fork in the child: an entry a vanished thread was writing stays
  * odd forever; make it usable again. */
 void ml_stack_cache_after_fork_child(void);

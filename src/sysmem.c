@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void *ml_sysmem_map(size_t size)
 {
@@ -42,4 +43,24 @@ char *ml_arena_strdup(ml_arena_t *a, const char *s)
     if (d)
         memcpy(d, s, n);
     return d;
+}
+
+uint64_t ml_sysmem_resident(const void *p, size_t size)
+{
+    if (!p || !size)
+        return 0;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char vec[4096];
+    uint64_t resident = 0;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1), end = (uintptr_t)p + size;
+    while (a < end) {
+        size_t len = end - a < page * sizeof vec ? end - a : page * sizeof vec;
+        size_t pages = (len + page - 1) / page;
+        if (mincore((void *)a, len, vec) != 0)
+            return resident;
+        for (size_t i = 0; i < pages; i++)
+            resident += (vec[i] & 1) ? page : 0;
+        a += pages * page;
+    }
+    return resident;
 }

@@ -12,6 +12,10 @@
 void *ml_sysmem_map(size_t size);
 void ml_sysmem_unmap(void *p, size_t size);
 
+/* Bytes of [p, p+size) that are resident (mincore). For the snapshot's
+ * account of the library's own memory; not for hooks. */
+uint64_t ml_sysmem_resident(const void *p, size_t size);
+
 /* A bump arena: chunks are never freed one by one, only the whole arena. */
 typedef struct {
     char *base;

@@ -91,6 +91,7 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
             return;
         ml_self.sample_left = next_gap(rate);
     }
+    ml_addrtab_prefetch(t, (uintptr_t)p);
     uint32_t id = ml_capture_stack(domain);
     uint32_t old_id;
     uint64_t old_size, b, c;

@@ -234,3 +234,9 @@ void ml_unwind_rules_after_fork_child(void)
     cfis = NULL; /* the parent's service may have been mid-update: start over, leak the old */
     ncfis = 0;
 }
+
+uint64_t ml_unwind_rules_resident(void)
+{
+    return ml_sysmem_resident(ml_rules, sizeof(ml_rule_slot_t) << MAP_LOG2) +
+           ml_sysmem_resident((const void *)pending, sizeof(uint64_t) * PENDING);
+}

@@ -85,6 +85,9 @@ uint64_t ml_unwind_rule_compute(uint64_t pc);
 /* Statistics for snapshots: rules known, misses dropped. */
 void ml_unwind_rules_stats(uint64_t *known, uint64_t *unknown, uint64_t *dropped);
 
+/* Resident bytes of the map. */
+uint64_t ml_unwind_rules_resident(void);
+
 /* fork(): the pending set may have been mid-update. */
 void ml_unwind_rules_after_fork_child(void);
 
