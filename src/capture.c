@@ -133,9 +133,18 @@ static unsigned slow(uint64_t *words, unsigned max, uint64_t *hash)
     ml_unwinder_fn fn = __atomic_load_n(&unwinder, __ATOMIC_ACQUIRE);
     if (!fn)
         fn = ml_config.unwind == ML_UNWIND_FP ? ml_unwind_fp : ml_unwind_libunwind;
-    if (rules_ok && fn == ml_unwind_libunwind)
+    unsigned n = walk_slow(fn, words, max, hash);
+    if (rules_ok && fn == ml_unwind_libunwind) {
         atomic_fetch_add_explicit(&slow_count, 1, memory_order_relaxed);
-    return walk_slow(fn, words, max, hash);
+        /* the fast walk stopped at the first address without a rule; hand
+         * the service every missing one now, so one round trip suffices */
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t rule;
+            if (!ml_rule_find(words[i], &rule))
+                ml_unwind_rules_miss(words[i]);
+        }
+    }
+    return n;
 }
 
 static unsigned native_max(unsigned cap) { return ml_config.depth < cap ? ml_config.depth : cap; }
