@@ -8,6 +8,8 @@
 #include "io.h"
 
 #include <link.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,9 +57,14 @@ static void read_build_id(ml_module_t *m, const struct dl_phdr_info *info)
 
 static const char *module_path(const struct dl_phdr_info *info)
 {
-    static char exe[4096];
-    if (info->dlpi_name && info->dlpi_name[0])
+    static char exe[4096], abs[4096];
+    if (info->dlpi_name && info->dlpi_name[0]) {
+        /* dlopen("plugins/x.so") is relative to the directory of that moment:
+         * fix it now (realpath with a buffer makes syscalls, no allocation) */
+        if (info->dlpi_name[0] != '/' && strchr(info->dlpi_name, '/') && realpath(info->dlpi_name, abs))
+            return abs;
         return info->dlpi_name;
+    }
     if (!exe[0]) {
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n <= 0)

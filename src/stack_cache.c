@@ -8,6 +8,7 @@
  * entry is still bounds-checked before it is dereferenced. */
 #include "stack_cache.h"
 #include "sysmem.h"
+#include "unwind_rules.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -23,6 +24,7 @@ typedef struct {
     _Atomic uint32_t id;
     _Atomic uint8_t domain, nwords, nra, nbp, live_bp;
     _Atomic uint64_t pc0, depth, live_bp_expect;
+    _Atomic uint32_t epoch; /* ml_unwind_epoch when the walk was made */
     _Atomic uint32_t ra_pos[ML_CHECK_MAX];
     _Atomic uint64_t ra_expect[ML_CHECK_MAX];
     _Atomic uint32_t bp_pos[ML_CHECK_MAX];
@@ -55,7 +57,8 @@ __attribute__((no_sanitize_address)) bool ml_stack_cache_find(const ml_entry_t *
     uint64_t depth = e->hi - e->sp0;
     entry_t *x = slot(e->pc0, depth, domain);
     uint32_t s1 = atomic_load_explicit(&x->seq, memory_order_acquire);
-    if ((s1 & 1) || LD(x->pc0) != e->pc0 || LD(x->depth) != depth || LD(x->domain) != domain)
+    if ((s1 & 1) || LD(x->pc0) != e->pc0 || LD(x->depth) != depth || LD(x->domain) != domain ||
+        LD(x->epoch) != e->epoch)
         return false;
     unsigned nra = LD(x->nra), nbp = LD(x->nbp), nw = LD(x->nwords);
     if (nra > ML_CHECK_MAX || nbp > ML_CHECK_MAX || nw > MAX_WORDS || (words && nw > cap) || depth < 8)
@@ -106,6 +109,7 @@ void ml_stack_cache_put(const ml_entry_t *e, unsigned domain, const uint64_t *wo
     atomic_thread_fence(memory_order_release);
     ST(x->pc0, e->pc0);
     ST(x->depth, depth);
+    ST(x->epoch, e->epoch);
     ST(x->domain, (uint8_t)domain);
     ST(x->id, id);
     ST(x->nwords, (uint8_t)n);

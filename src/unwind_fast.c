@@ -19,6 +19,7 @@
 #include "unwind_rules.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,6 +77,7 @@ __attribute__((noinline, no_sanitize_address)) bool ml_unwind_entry(ml_entry_t *
             e->bp0 = fp[0];
             e->hi = hi;
             e->lo = lo;
+            e->epoch = atomic_load_explicit(&ml_unwind_epoch, memory_order_acquire);
             return true;
         }
         fp = (const uintptr_t *)fp[0];

@@ -15,6 +15,7 @@
  * at the call, and this thread's stack top. */
 typedef struct {
     uintptr_t pc0, sp0, bp0, hi, lo;
+    uint32_t epoch; /* ml_unwind_epoch before the walk: what it was made with */
 } ml_entry_t;
 
 /* Finds the calling thread's stack bounds into ml_self (once per thread). */

@@ -26,8 +26,10 @@
 #define MAP_LOG2 20      /* 1M return addresses, 16 MiB of address space */
 #define PENDING 4096
 
-ml_rule_slot_t *ml_rules;
+ml_rule_slot_t *_Atomic ml_rules;
 uint64_t ml_rules_mask;
+_Atomic uint32_t ml_unwind_epoch;
+static _Atomic int invalidate_requested;
 
 static _Atomic uint64_t *pending;
 static _Atomic int pending_flag;
@@ -46,9 +48,9 @@ static uint32_t ncfis;
 
 bool ml_unwind_rules_init(void)
 {
-    ml_rules = ml_sysmem_map(sizeof(ml_rule_slot_t) << MAP_LOG2);
+    atomic_store(&ml_rules, ml_sysmem_map(sizeof(ml_rule_slot_t) << MAP_LOG2));
     pending = ml_sysmem_map(sizeof(uint64_t) * PENDING);
-    if (!ml_rules || !pending)
+    if (!atomic_load(&ml_rules) || !pending)
         return false;
     ml_rules_mask = ((uint64_t)1 << MAP_LOG2) - 1;
     elf_version(EV_CURRENT);
@@ -182,12 +184,38 @@ uint64_t ml_unwind_rule_compute(uint64_t pc)
     return r;
 }
 
+void ml_unwind_rules_invalidate(void)
+{
+    atomic_store_explicit(&invalidate_requested, 1, memory_order_release);
+    if (!atomic_exchange_explicit(&pending_flag, 1, memory_order_acq_rel))
+        ml_dumper_wake();
+}
+
+/* A library was unloaded: its return addresses may come back as another
+ * library's, with other rules. A fresh map replaces the old one (which is
+ * left mapped: a hook may still be reading it), and the epoch tells the
+ * chain cache that what it knows was built on the old rules. */
+static void start_over(void)
+{
+    ml_rule_slot_t *fresh = ml_sysmem_map(sizeof(ml_rule_slot_t) << MAP_LOG2);
+    if (!fresh)
+        return;
+    atomic_store_explicit(&ml_rules, fresh, memory_order_release);
+    map_used = known = unknown = 0;
+    atomic_fetch_add_explicit(&ml_unwind_epoch, 1, memory_order_release);
+    /* the CFI readers of unloaded files would be read no more; their memory
+     * stays with them (a handful of modules, once per unload) */
+    cfis = NULL;
+    ncfis = 0;
+}
+
 static void publish(uint64_t pc, uint64_t rule)
 {
     if ((map_used + 1) * 4 > (ml_rules_mask + 1) * 3)
         return; /* full: the address keeps its slow path */
+    ml_rule_slot_t *map = atomic_load_explicit(&ml_rules, memory_order_relaxed);
     for (uint64_t i = ml_rule_hash(pc);; i++) {
-        ml_rule_slot_t *s = &ml_rules[i & ml_rules_mask];
+        ml_rule_slot_t *s = &map[i & ml_rules_mask];
         uint64_t k = atomic_load_explicit(&s->key, memory_order_relaxed);
         if (k == pc)
             return;
@@ -208,6 +236,8 @@ bool ml_unwind_rules_service(void)
 {
     if (!pending || !atomic_exchange_explicit(&pending_flag, 0, memory_order_acq_rel))
         return false;
+    if (atomic_exchange_explicit(&invalidate_requested, 0, memory_order_acq_rel))
+        start_over();
     for (int i = 0; i < PENDING; i++) {
         uint64_t pc = atomic_exchange_explicit(&pending[i], 0, memory_order_acquire);
         if (!pc)
@@ -237,6 +267,6 @@ void ml_unwind_rules_after_fork_child(void)
 
 uint64_t ml_unwind_rules_resident(void)
 {
-    return ml_sysmem_resident(ml_rules, sizeof(ml_rule_slot_t) << MAP_LOG2) +
+    return ml_sysmem_resident(atomic_load(&ml_rules), sizeof(ml_rule_slot_t) << MAP_LOG2) +
            ml_sysmem_resident((const void *)pending, sizeof(uint64_t) * PENDING);
 }

@@ -44,7 +44,7 @@ typedef struct {
     uint64_t rule;
 } ml_rule_slot_t;
 
-extern ml_rule_slot_t *ml_rules;
+extern ml_rule_slot_t *_Atomic ml_rules;
 extern uint64_t ml_rules_mask;
 
 /* Sets up the map and the pending set. Returns false on error (the fast
@@ -58,8 +58,9 @@ static inline uint64_t ml_rule_hash(uint64_t pc) { return (pc * 0x9e3779b97f4a7c
  * computed. Wait-free. */
 static inline bool ml_rule_find(uint64_t pc, uint64_t *rule)
 {
+    ml_rule_slot_t *map = atomic_load_explicit(&ml_rules, memory_order_acquire);
     for (uint64_t i = ml_rule_hash(pc);; i++) {
-        ml_rule_slot_t *s = &ml_rules[i & ml_rules_mask];
+        ml_rule_slot_t *s = &map[i & ml_rules_mask];
         uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
         if (k == pc) {
             *rule = s->rule;
@@ -69,6 +70,13 @@ static inline bool ml_rule_find(uint64_t pc, uint64_t *rule)
             return false;
     }
 }
+
+/* Bumped whenever the rules are thrown away (a library was unloaded, and
+ * another may take its addresses): caches built on rules check it. */
+extern _Atomic uint32_t ml_unwind_epoch;
+
+/* Asks the service to start a fresh map (from dlclose; cheap, no lock). */
+void ml_unwind_rules_invalidate(void);
 
 /* Records that pc had no rule (from the hot path: one CAS, no syscall
  * unless the service must be woken). */

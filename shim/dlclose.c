@@ -1,0 +1,22 @@
+/* shim/dlclose.c — notices libraries being unloaded.
+ * Once a library is gone, another may be loaded at its addresses, and the
+ * unwind rules learned for the old one would be wrong there; this hook tells
+ * the rule service to start over. dlopen is deliberately not interposed: a
+ * wrapper would change the caller whose RPATH the loader searches. Must
+ * never do more than forward and notify. */
+#include "common.h"
+#include "unwind_rules.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
+
+ML_EXPORT int dlclose(void *handle)
+{
+    static int (*real)(void *);
+    if (ML_UNLIKELY(!real))
+        real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    int r = real ? real(handle) : -1;
+    if (r == 0)
+        ml_unwind_rules_invalidate();
+    return r;
+}

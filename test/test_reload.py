@@ -1,0 +1,49 @@
+"""A library unloaded and another loaded, often at the same addresses:
+each plugin's leaks are charged to its own code, named from its own file
+(the first plugin is named even after it was unloaded), with the same
+stacks from the fast unwinder as from libunwind."""
+import os
+
+from mltest import *
+
+a, b = os.path.join(PROGRAMS, "libplugin_a.so"), os.path.join(PROGRAMS, "libplugin_b.so")
+results = {}
+for mode in ("libunwind", "auto"):
+    d = snapdir()
+    run_under([os.path.join(PROGRAMS, "reload"), a, b], d, extra_env={"MEMLEDGER_UNWIND": mode})
+    snap = [f for f in os.listdir(d) if f.endswith(".snap")]
+    check(len(snap) == 1, "%s: snapshots %s" % (mode, snap))
+    with open(os.path.join(d, snap[0])) as f:
+        mods = [l.split("\t") for l in f if l.startswith("module\t") and "libplugin_" in l]
+    biases = [m[3] for m in mods]
+    shared = len(biases) != len(set(biases))
+    t = top_json(os.path.join(d, snap[0]))
+    got = {}
+    for s in t["stacks"]:
+        for f in s["frames"]:
+            if (f.get("module") or "").endswith(("libplugin_a.so", "libplugin_b.so")):
+                key = (os.path.basename(f["module"]), f["function"], f["line"],
+                       tuple(g["function"] for g in s["frames"]))
+                got[key] = got.get(key, (0, 0))
+                got[key] = (got[key][0] + s["live_bytes"], got[key][1] + s["live_count"])
+                break
+    results[mode] = got
+    per_plugin = {}
+    for (mod, fn, line, _), (nb, nc) in got.items():
+        p = per_plugin.setdefault(mod, [0, 0, set()])
+        p[0] += nb
+        p[1] += nc
+        p[2].add((fn, line))
+    src = os.path.join(SOURCE, "programs", "plugin.c")
+    check(per_plugin.get("libplugin_a.so", [0, 0])[:2] == [111 * 1000, 1000],
+          "%s: plugin A holds %s" % (mode, per_plugin.get("libplugin_a.so")))
+    check(per_plugin.get("libplugin_b.so", [0, 0])[:2] == [222 * 500, 500],
+          "%s: plugin B holds %s" % (mode, per_plugin.get("libplugin_b.so")))
+    check(per_plugin["libplugin_a.so"][2] == {("plugin_leak", marker_line(src, "plugin_a"))},
+          "%s: plugin A named %s" % (mode, per_plugin["libplugin_a.so"][2]))
+    check(per_plugin["libplugin_b.so"][2] == {("inner", marker_line(src, "plugin_b"))},
+          "%s: plugin B named %s" % (mode, per_plugin["libplugin_b.so"][2]))
+check(results["auto"] == results["libunwind"],
+      "stacks differ between unwinders:\n%s\n%s" % (results["auto"], results["libunwind"]))
+print("ok: each plugin's leaks at its own line, same stacks from both unwinders "
+      "(plugins %s load addresses)" % ("shared" if shared else "did not share"))
