@@ -38,7 +38,11 @@ static void *early(size_t n, size_t align)
         return p_;                                                                           \
     } while (0)
 
-ML_EXPORT void *malloc(size_t n)
+/* malloc, calloc and free, the hottest three, come in two halves: the
+ * exported hook answers "untracked?" and then ends in a tail call to the
+ * real function (no frame of its own, so an untracked call costs a few
+ * loads and a jump); everything else is in the _slow half. */
+static ML_NOINLINE void *malloc_slow(size_t n)
 {
     if (ML_UNLIKELY(!ml_real.malloc)) {
         void *p = early(n, 16);
@@ -48,7 +52,14 @@ ML_EXPORT void *malloc(size_t n)
     HOOK_ALLOC(ml_real.malloc(n), n);
 }
 
-ML_EXPORT void *calloc(size_t k, size_t n)
+ML_EXPORT void *malloc(size_t n)
+{
+    if (ML_LIKELY(ml_real.malloc != NULL) && ml_alloc_passes(n))
+        return ml_real.malloc(n);
+    return malloc_slow(n);
+}
+
+static ML_NOINLINE void *calloc_slow(size_t k, size_t n)
 {
     if (ML_UNLIKELY(!ml_real.malloc)) {
         size_t total;
@@ -61,7 +72,14 @@ ML_EXPORT void *calloc(size_t k, size_t n)
     HOOK_ALLOC(ml_real.calloc(k, n), (uint64_t)k * n);
 }
 
-ML_EXPORT void free(void *p)
+ML_EXPORT void *calloc(size_t k, size_t n)
+{
+    if (ML_LIKELY(ml_real.malloc != NULL) && ml_alloc_passes((uint64_t)k * n))
+        return ml_real.calloc(k, n);
+    return calloc_slow(k, n);
+}
+
+static ML_NOINLINE void free_slow(void *p)
 {
     if (!p || ML_UNLIKELY(ml_bootstrap_owns(p)))
         return;
@@ -72,6 +90,15 @@ ML_EXPORT void free(void *p)
         ml_leave();
     }
     ml_real.free(p);
+}
+
+ML_EXPORT void free(void *p)
+{
+    if (ML_LIKELY(ml_real.malloc != NULL) && !ml_bootstrap_owns(p) && ml_free_passes(p)) {
+        ml_real.free(p);
+        return;
+    }
+    free_slow(p);
 }
 
 static void *realloc_common(void *p, size_t n, void *(*real)(void *, size_t, size_t), size_t k)

@@ -56,14 +56,30 @@ static inline bool ml_sample_skip(uint64_t size)
     return false; /* ml_track_alloc draws the next gap */
 }
 
+/* Allocators hand out 16-byte aligned blocks spread over the heap: the
+ * address bits just above the alignment are already a good bucket. */
 static inline _Atomic uint8_t *ml_filter_of(const void *p)
 {
-    return &ml_sample_filter[((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> (64 - ML_FILTER_LOG2)];
+    return &ml_sample_filter[((uintptr_t)p >> 4) & (((uintptr_t)1 << ML_FILTER_LOG2) - 1)];
 }
 
 static inline bool ml_free_skip(const void *p)
 {
     return ml_sample_rate && !atomic_load_explicit(ml_filter_of(p), memory_order_acquire);
+}
+
+/* The hooks' first question: does this call need memledger at all? No when
+ * tracking is off, when the thread is already inside memledger, or when
+ * sampling passes over it (its countdown moves). Answered before the real
+ * function is called, so that the hook can end in a tail call to it. */
+static inline bool ml_alloc_passes(uint64_t size)
+{
+    return !ml_tracking() || ml_self.busy || ml_sample_skip(size);
+}
+
+static inline bool ml_free_passes(const void *p)
+{
+    return !ml_tracking() || ml_self.busy || ml_free_skip(p);
 }
 
 /* Sets up what sampling mode needs. Returns false when it could not (then
