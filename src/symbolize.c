@@ -6,7 +6,11 @@
 #include "symbolize.h"
 #include "modules.h"
 
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,9 +34,65 @@ static cache_entry_t *cache;
 static size_t cache_cap, cache_used;
 
 static char *debuginfo_path = NULL;
+
+/* True when the ELF file open on fd carries the build-id `id` (or either
+ * side has none, when there is nothing to compare). */
+static bool build_id_matches(int fd, const unsigned char *id, int idlen)
+{
+    if (idlen <= 0)
+        return true;
+    Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    if (!elf)
+        return false;
+    const void *bits = NULL;
+    ssize_t n = dwelf_elf_gnu_build_id(elf, &bits);
+    bool ok = n <= 0 || (n == idlen && memcmp(bits, id, (size_t)n) == 0);
+    elf_end(elf);
+    return ok;
+}
+
+/* Separate debug information, from local files only: by build-id under
+ * /usr/lib/debug/.build-id, then by the .gnu_debuglink name next to the
+ * file, in its .debug/ directory, and under /usr/lib/debug. Never through
+ * debuginfod (which libdw's standard callback starts): that would load
+ * libcurl, a TLS stack and a network client into the program being
+ * watched, and has crashed programs that bundle their own OpenSSL. */
+static int find_debuginfo_local(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                                const char *file_name, const char *debuglink, GElf_Word crc, char **found)
+{
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc, found);
+    if (fd >= 0 || !debuglink || !file_name || strchr(debuglink, '/'))
+        return fd;
+    const unsigned char *id = NULL;
+    GElf_Addr vaddr;
+    int idlen = dwfl_module_build_id(mod, &id, &vaddr);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", file_name);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    static const char *const forms[] = {"%s/%s", "%s/.debug/%s", "/usr/lib/debug%s/%s"};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        char path[2 * PATH_MAX + 32];
+        snprintf(path, sizeof path, forms[i], dir, debuglink);
+        if (strcmp(path, file_name) == 0)
+            continue;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (build_id_matches(fd, id, idlen)) {
+            *found = strdup(path);
+            return fd;
+        }
+        close(fd);
+    }
+    return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = find_debuginfo_local,
     .section_address = dwfl_offline_section_address,
     .debuginfo_path = &debuginfo_path,
 };

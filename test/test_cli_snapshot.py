@@ -21,6 +21,11 @@ try:
     time.sleep(1.0)
     second = cli("snapshot", svc.pid, "--timeout", "30").stdout.strip()
     check(second == snap_path(d, svc.pid, 2), "snapshot printed %r" % second)
+    # symbolizing must not have pulled a network client into the service
+    with open("/proc/%d/maps" % svc.pid) as f:
+        maps = f.read()
+    for lib in ("libdebuginfod", "libcurl", "libssl", "libgnutls"):
+        check(lib not in maps, "%s was loaded into the service by a snapshot" % lib)
 finally:
     svc.send_signal(signal.SIGTERM)
     svc.wait(timeout=30)
