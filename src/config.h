@@ -27,7 +27,7 @@ typedef struct {
 #define ML_MAX_DEPTH 256
 #define ML_DEFAULT_STACKS (1u << 18)
 #define ML_MIN_STACKS 1024u
-#define ML_MAX_STACKS (1u << 24)
+#define ML_MAX_STACKS 16000000u /* ids are 24 bits in the stack table */
 
 extern ml_config_t ml_config;
 

@@ -1,15 +1,18 @@
 /* ledger.c — the lock-free stack table (see ledger.h).
  *
  * How it works. A stack is hashed while it is captured. The table is an
- * open-addressing array of slots {hash, id}, twice the stack capacity, probed
- * linearly. Interning a stack:
- *   1. walk the probe sequence from hash & mask;
- *   2. a slot whose hash matches and whose id is published is compared word
+ * open-addressing array of 64-bit slots, twice the stack capacity, probed
+ * linearly from hash & mask; a slot holds 40 more bits of the hash (the tag)
+ * and a 24-bit stack id, 0 while the entry is being made. Interning a stack:
+ *   1. walk the probe sequence;
+ *   2. a slot whose tag matches and whose id is published is compared word
  *      by word against the stored frames; equal means found;
- *   3. an empty slot is claimed with one CAS on its hash, a dense id is taken
- *      from a counter, the frames are copied into an append-only word store,
- *      the stack's info is written, and the id is published with a release
- *      store. Nothing is ever removed, so a published slot never changes.
+ *   3. an empty slot is claimed with one CAS (tag, id 0), a dense id is
+ *      taken from a counter, the frames are copied into an append-only word
+ *      store, the stack's info is written, and the slot is completed with a
+ *      release store. Nothing is ever removed, so a published slot never
+ *      changes. Eight-byte slots keep the table — the one part touched at
+ *      random — at 16 bytes per stack of capacity.
  * A slot that is claimed but not yet published is skipped, not waited for:
  * waiting could spin forever on a thread that died in fork() (the child
  * inherits the half-made slot). Skipping may create a second entry for the
@@ -20,19 +23,24 @@
  * shard; each thread adds only to its own shard. Dense ids keep the touched
  * memory proportional to the stacks seen, not to the table's capacity.
  *
- * Invariants: ids < ML_STACK_FIRST are overflow entries; an id's info and
- * words are immutable once `ready` is set; hash 0 means an empty slot. */
+ * Invariants: ids < ML_STACK_FIRST are overflow entries and never sit in a
+ * slot; an id's info and words are immutable once `ready` is set; a slot of
+ * 0 is empty. */
 #include "ledger.h"
 #include "sysmem.h"
 
 #include <pthread.h>
 #include <string.h>
 
-typedef struct {
-    _Atomic uint64_t hash;
-    _Atomic uint32_t id; /* 0 while the claiming thread fills the entry */
-    uint32_t pad;
-} slot_t;
+typedef _Atomic uint64_t slot_t; /* tag << 24 | id */
+#define ID_BITS 24
+#define ID_MASK ((1u << ID_BITS) - 1)
+
+static inline uint64_t tag_of(uint64_t hash)
+{
+    uint64_t t = hash >> ID_BITS;
+    return t ? t : 1;
+}
 
 typedef struct {
     uint32_t words_off;
@@ -158,7 +166,7 @@ static bool same(uint32_t id, unsigned domain, const uint64_t *words, unsigned n
            (n == 0 || memcmp(&words_store[in->words_off], words, n * sizeof(uint64_t)) == 0);
 }
 
-static uint32_t fill(slot_t *s, unsigned domain, const uint64_t *words, unsigned n)
+static uint32_t fill(slot_t *s, uint64_t tag, unsigned domain, const uint64_t *words, unsigned n)
 {
     uint32_t id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     uint64_t off = atomic_fetch_add_explicit(&words_used, n, memory_order_relaxed);
@@ -176,7 +184,7 @@ static uint32_t fill(slot_t *s, unsigned domain, const uint64_t *words, unsigned
     in->domain = (uint8_t)domain;
     in->modgen = generation_fn ? generation_fn() : 0;
     atomic_store_explicit(&in->ready, 1, memory_order_release);
-    atomic_store_explicit(&s->id, id, memory_order_release);
+    atomic_store_explicit(s, (tag << ID_BITS) | id, memory_order_release);
     return id;
 }
 
@@ -184,21 +192,20 @@ uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, ui
 {
     if (ML_UNLIKELY(n > UINT16_MAX))
         n = UINT16_MAX;
+    const uint64_t tag = tag_of(hash);
     uint64_t i = hash & slot_mask;
     for (unsigned probe = 0; probe < MAX_PROBE; probe++, i = (i + 1) & slot_mask) {
         slot_t *s = &slots[i];
-        uint64_t h = atomic_load_explicit(&s->hash, memory_order_acquire);
-        if (h == 0) {
-            uint64_t expect = 0;
-            if (atomic_compare_exchange_strong_explicit(&s->hash, &expect, hash,
-                                                        memory_order_acq_rel,
+        uint64_t v = atomic_load_explicit(s, memory_order_acquire);
+        if (v == 0) {
+            if (atomic_compare_exchange_strong_explicit(s, &v, tag << ID_BITS, memory_order_acq_rel,
                                                         memory_order_acquire))
-                return fill(s, domain, words, n);
-            h = expect; /* lost the race: look at what the winner put there */
+                return fill(s, tag, domain, words, n);
+            /* lost the race: v is what the winner put there */
         }
-        if (h != hash)
+        if ((v >> ID_BITS) != tag)
             continue;
-        uint32_t id = atomic_load_explicit(&s->id, memory_order_acquire);
+        uint32_t id = (uint32_t)(v & ID_MASK);
         if (id && same(id, domain, words, n))
             return id;
     }

@@ -13,6 +13,12 @@ void *ml_sysmem_map(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+void *ml_sysmem_map_populated(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 void ml_sysmem_unmap(void *p, size_t size)
 {
     if (p)

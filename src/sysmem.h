@@ -11,6 +11,9 @@
 /* Maps `size` bytes of zeroed, reserve-on-touch memory. Returns NULL on error. */
 void *ml_sysmem_map(size_t size);
 void ml_sysmem_unmap(void *p, size_t size);
+/* The same, with every page faulted in at once (for small tables that will
+ * be touched all over, so the faults do not land one by one on hot paths). */
+void *ml_sysmem_map_populated(size_t size);
 
 /* Bytes of [p, p+size) that are resident (mincore). For the snapshot's
  * account of the library's own memory; not for hooks. */

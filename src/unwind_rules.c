@@ -23,11 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAP_LOG2 20      /* 1M return addresses, 16 MiB of address space */
+#define MAP_FIRST_LOG2 12 /* 4096 return addresses to start with, 64 KiB */
+#define MAP_MAX_LOG2 22   /* grows up to 4M */
 #define PENDING 4096
 
-ml_rule_slot_t *_Atomic ml_rules;
-uint64_t ml_rules_mask;
+ml_rule_map_t *_Atomic ml_rules;
 _Atomic uint32_t ml_unwind_epoch;
 static _Atomic int invalidate_requested;
 
@@ -46,13 +46,24 @@ typedef struct {
 static cfi_entry_t *cfis;
 static uint32_t ncfis;
 
+static size_t map_bytes(uint64_t mask) { return sizeof(ml_rule_map_t) + (mask + 1) * sizeof(ml_rule_slot_t); }
+
+/* A new map, its pages faulted in now (in one go, by the kernel) rather
+ * than one by one under the hooks that read it. */
+static ml_rule_map_t *new_map(unsigned log2)
+{
+    ml_rule_map_t *m = ml_sysmem_map_populated(map_bytes(((uint64_t)1 << log2) - 1));
+    if (m)
+        m->mask = ((uint64_t)1 << log2) - 1;
+    return m;
+}
+
 bool ml_unwind_rules_init(void)
 {
-    atomic_store(&ml_rules, ml_sysmem_map(sizeof(ml_rule_slot_t) << MAP_LOG2));
+    atomic_store(&ml_rules, new_map(MAP_FIRST_LOG2));
     pending = ml_sysmem_map(sizeof(uint64_t) * PENDING);
     if (!atomic_load(&ml_rules) || !pending)
         return false;
-    ml_rules_mask = ((uint64_t)1 << MAP_LOG2) - 1;
     elf_version(EV_CURRENT);
     return true;
 }
@@ -197,7 +208,7 @@ void ml_unwind_rules_invalidate(void)
  * chain cache that what it knows was built on the old rules. */
 static void start_over(void)
 {
-    ml_rule_slot_t *fresh = ml_sysmem_map(sizeof(ml_rule_slot_t) << MAP_LOG2);
+    ml_rule_map_t *fresh = new_map(MAP_FIRST_LOG2);
     if (!fresh)
         return;
     atomic_store_explicit(&ml_rules, fresh, memory_order_release);
@@ -209,13 +220,47 @@ static void start_over(void)
     ncfis = 0;
 }
 
+static void insert(ml_rule_map_t *map, uint64_t pc, uint64_t rule)
+{
+    for (uint64_t i = ml_rule_hash(pc);; i++) {
+        ml_rule_slot_t *s = &map->slot[i & map->mask];
+        if (atomic_load_explicit(&s->key, memory_order_relaxed) == 0) {
+            s->rule = rule;
+            atomic_store_explicit(&s->key, pc, memory_order_release);
+            return;
+        }
+    }
+}
+
+/* Half full: a map four times larger takes over. The old one stays mapped
+ * (a hook may be reading it), which costs a third more than the final map. */
+static ml_rule_map_t *grow(ml_rule_map_t *old)
+{
+    unsigned log2 = (unsigned)__builtin_ctzll(old->mask + 1) + 2;
+    if (log2 > MAP_MAX_LOG2)
+        return old;
+    ml_rule_map_t *m = new_map(log2);
+    if (!m)
+        return old;
+    for (uint64_t i = 0; i <= old->mask; i++) {
+        uint64_t k = atomic_load_explicit(&old->slot[i].key, memory_order_relaxed);
+        if (k)
+            insert(m, k, old->slot[i].rule);
+    }
+    atomic_store_explicit(&ml_rules, m, memory_order_release);
+    return m;
+}
+
 static void publish(uint64_t pc, uint64_t rule)
 {
-    if ((map_used + 1) * 4 > (ml_rules_mask + 1) * 3)
-        return; /* full: the address keeps its slow path */
-    ml_rule_slot_t *map = atomic_load_explicit(&ml_rules, memory_order_relaxed);
+    ml_rule_map_t *map = atomic_load_explicit(&ml_rules, memory_order_relaxed);
+    if ((map_used + 1) * 2 > map->mask + 1) {
+        map = grow(map);
+        if ((map_used + 1) * 4 > (map->mask + 1) * 3)
+            return; /* full for good: the address keeps its slow path */
+    }
     for (uint64_t i = ml_rule_hash(pc);; i++) {
-        ml_rule_slot_t *s = &map[i & ml_rules_mask];
+        ml_rule_slot_t *s = &map->slot[i & map->mask];
         uint64_t k = atomic_load_explicit(&s->key, memory_order_relaxed);
         if (k == pc)
             return;
@@ -239,6 +284,8 @@ bool ml_unwind_rules_service(void)
     if (atomic_exchange_explicit(&invalidate_requested, 0, memory_order_acq_rel))
         start_over();
     for (int i = 0; i < PENDING; i++) {
+        if (!atomic_load_explicit(&pending[i], memory_order_relaxed))
+            continue; /* the common case: no locked instruction for an empty slot */
         uint64_t pc = atomic_exchange_explicit(&pending[i], 0, memory_order_acquire);
         if (!pc)
             continue;
@@ -267,6 +314,9 @@ void ml_unwind_rules_after_fork_child(void)
 
 uint64_t ml_unwind_rules_resident(void)
 {
-    return ml_sysmem_resident(atomic_load(&ml_rules), sizeof(ml_rule_slot_t) << MAP_LOG2) +
+    ml_rule_map_t *m = atomic_load(&ml_rules);
+    if (!m)
+        return 0; /* the fast unwinder is off */
+    return ml_sysmem_resident(m, map_bytes(m->mask)) +
            ml_sysmem_resident((const void *)pending, sizeof(uint64_t) * PENDING);
 }

@@ -38,14 +38,21 @@ static inline uint64_t ml_rule_make(unsigned kind, int32_t cfa_off, int rbp_slot
 
 /* The map: open addressing, linear probing, insert-only, one writer (the
  * service). A reader that sees a key sees its rule: the rule is stored
- * before the key is published. */
+ * before the key is published. The map grows by being replaced with a
+ * larger copy; its mask travels with it, so a reader always indexes the
+ * slots of the map it loaded. */
 typedef struct {
     _Atomic uint64_t key; /* return address; 0 empty */
     uint64_t rule;
 } ml_rule_slot_t;
 
-extern ml_rule_slot_t *_Atomic ml_rules;
-extern uint64_t ml_rules_mask;
+typedef struct {
+    uint64_t mask;
+    uint64_t pad;
+    ml_rule_slot_t slot[];
+} ml_rule_map_t;
+
+extern ml_rule_map_t *_Atomic ml_rules;
 
 /* Sets up the map and the pending set. Returns false on error (the fast
  * unwinder then stays off). */
@@ -58,9 +65,9 @@ static inline uint64_t ml_rule_hash(uint64_t pc) { return (pc * 0x9e3779b97f4a7c
  * computed. Wait-free. */
 static inline bool ml_rule_find(uint64_t pc, uint64_t *rule)
 {
-    ml_rule_slot_t *map = atomic_load_explicit(&ml_rules, memory_order_acquire);
+    ml_rule_map_t *map = atomic_load_explicit(&ml_rules, memory_order_acquire);
     for (uint64_t i = ml_rule_hash(pc);; i++) {
-        ml_rule_slot_t *s = &map[i & ml_rules_mask];
+        ml_rule_slot_t *s = &map->slot[i & map->mask];
         uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
         if (k == pc) {
             *rule = s->rule;
