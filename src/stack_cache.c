@@ -13,7 +13,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define ENTRIES_LOG2 12 /* 4096 chains; about 2.6 KiB each, touched as used */
+#define ENTRIES_LOG2 12 /* 4096 chains, about 2 KiB each, touched as used */
 #define MAX_WORDS 64
 
 /* The checks are kept in two lists, return addresses (compared as they
@@ -25,10 +25,12 @@ typedef struct {
     _Atomic uint8_t domain, nwords, nra, nbp, live_bp;
     _Atomic uint64_t pc0, depth, live_bp_expect;
     _Atomic uint32_t epoch; /* ml_unwind_epoch when the walk was made */
-    _Atomic uint32_t ra_pos[ML_CHECK_MAX];
-    _Atomic uint64_t ra_expect[ML_CHECK_MAX];
-    _Atomic uint32_t bp_pos[ML_CHECK_MAX];
-    _Atomic uint64_t bp_expect[ML_CHECK_MAX];
+    /* a walk of at most MAX_WORDS frames loads one return address and at
+     * most one RBP per frame */
+    _Atomic uint32_t ra_pos[MAX_WORDS];
+    _Atomic uint64_t ra_expect[MAX_WORDS];
+    _Atomic uint32_t bp_pos[MAX_WORDS];
+    _Atomic uint64_t bp_expect[MAX_WORDS];
     _Atomic uint64_t words[MAX_WORDS];
 } entry_t;
 
@@ -61,7 +63,7 @@ __attribute__((no_sanitize_address)) bool ml_stack_cache_find(const ml_entry_t *
         LD(x->epoch) != e->epoch)
         return false;
     unsigned nra = LD(x->nra), nbp = LD(x->nbp), nw = LD(x->nwords);
-    if (nra > ML_CHECK_MAX || nbp > ML_CHECK_MAX || nw > MAX_WORDS || (words && nw > cap) || depth < 8)
+    if (nra > MAX_WORDS || nbp > MAX_WORDS || nw > MAX_WORDS || (words && nw > cap) || depth < 8)
         return false;
     /* Offsets are clamped, not tested: an entry torn by a concurrent writer
      * can then only make us read our own stack, and the sequence check
@@ -99,6 +101,13 @@ void ml_stack_cache_put(const ml_entry_t *e, unsigned domain, const uint64_t *wo
                         const ml_checks_t *checks, uint32_t id)
 {
     if (!table || n > MAX_WORDS || checks->n > ML_CHECK_MAX)
+        return;
+    unsigned ra = 0, bp = 0;
+    for (unsigned i = 0; i < checks->n; i++) {
+        ra += !(checks->pos[i] & 1);
+        bp += (checks->pos[i] & 1) && checks->pos[i] != ML_CHECK_LIVE_BP;
+    }
+    if (ra > MAX_WORDS || bp > MAX_WORDS)
         return;
     uint64_t depth = e->hi - e->sp0;
     entry_t *x = slot(e->pc0, depth, domain);
