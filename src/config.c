@@ -148,6 +148,7 @@ void ml_config_load(void)
     c->interval_ms = 0;
     c->unwind = ML_UNWIND_AUTO;
     c->redact_cmdline = false;
+    c->python = true;
 
     load_bool("MEMLEDGER_ENABLE", &c->enabled);
     load_dir();
@@ -197,5 +198,6 @@ void ml_config_load(void)
     }
 
     load_bool("MEMLEDGER_REDACT_CMDLINE", &c->redact_cmdline);
+    load_bool("MEMLEDGER_PYTHON", &c->python);
     warn_unknown();
 }

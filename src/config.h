@@ -21,6 +21,7 @@ typedef struct {
     uint64_t interval_ms;      /* MEMLEDGER_INTERVAL, 0 = off */
     enum ml_unwind_kind unwind;/* MEMLEDGER_UNWIND */
     bool redact_cmdline;       /* MEMLEDGER_REDACT_CMDLINE */
+    bool python;               /* MEMLEDGER_PYTHON: PyMem hooks and Python frames */
 } ml_config_t;
 
 #define ML_DEFAULT_DEPTH 64

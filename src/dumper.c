@@ -10,6 +10,7 @@
 #include "dumper.h"
 #include "config.h"
 #include "io.h"
+#include "python.h"
 #include "snapshot_write.h"
 #include "symbolize.h"
 #include "thread.h"
@@ -100,6 +101,7 @@ static void *dumper_main(void *arg)
         /* unwind rules the hooks asked for come first: until they exist,
          * those stacks take the slow unwinder */
         bool more = ml_unwind_rules_service();
+        ml_python_service();
         int timeout = -1;
         if (interval) {
             int64_t left = due - now_ms();

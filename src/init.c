@@ -14,6 +14,7 @@
 #include "io.h"
 #include "ledger.h"
 #include "modules.h"
+#include "python.h"
 #include "real.h"
 #include "stack_cache.h"
 #include "unwind_rules.h"
@@ -85,6 +86,7 @@ __attribute__((constructor(101))) static void ml_init(void)
         ml_warn("cannot map the sampling filter; tracking every allocation instead");
     ml_capture_init();
     ml_ledger_set_generation_fn(generation_nowait);
+    ml_python_init();
     ml_modules_sync(true);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     ml_dumper_start();

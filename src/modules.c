@@ -22,6 +22,9 @@ static _Atomic int refresh_lock;
 static unsigned long long last_adds = ~0ull, last_subs = ~0ull;
 static uint32_t epoch;
 static ml_arena_t paths;
+static void (*_Atomic observer)(const ml_module_t *m);
+
+void ml_modules_set_observer(void (*fn)(const ml_module_t *m)) { atomic_store(&observer, fn); }
 
 void ml_modules_init(void)
 {
@@ -125,6 +128,9 @@ static int refresh_cb(struct dl_phdr_info *info, size_t size, void *data)
     atomic_store_explicit(&m->removed_gen, 0, memory_order_relaxed);
     m->seen_epoch = epoch;
     atomic_store_explicit(&nmods, n + 1, memory_order_release);
+    void (*fn)(const ml_module_t *) = atomic_load(&observer);
+    if (fn)
+        fn(m);
     return 0;
 }
 

@@ -35,6 +35,11 @@ uint32_t ml_modules_sync(bool wait);
 /* Index of the module that held `pc` at generation `gen`, or -1. */
 int ml_modules_find(uintptr_t pc, uint32_t gen);
 
+/* Called with each module the registry adds, by whichever thread refreshed
+ * it (a hook or the dumper), with the refresh lock held: it must not lock,
+ * allocate or call the loader. One observer (python.c's). */
+void ml_modules_set_observer(void (*fn)(const ml_module_t *m));
+
 uint32_t ml_modules_count(void);
 const ml_module_t *ml_modules_get(uint32_t index);
 

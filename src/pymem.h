@@ -1,0 +1,35 @@
+/* pymem.h — the CPython allocator domains, as shim/pymem.c wraps them.
+ * Owns: the shape of a PyMemAllocatorEx (stable since CPython 3.5), the
+ * domain numbers, and the allocators each hook forwards to. python.c reads
+ * the interpreter's allocators into ml_pymem_next, then installs
+ * ml_pymem_hooks in their place. Must never hold behaviour: the hooks are
+ * in shim/pymem.c, the installing in python.c. */
+#ifndef ML_PYMEM_H
+#define ML_PYMEM_H
+
+#include "common.h"
+
+typedef struct {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t size);
+    void (*free)(void *ctx, void *ptr);
+} ml_pymem_alloc_t;
+
+/* PyMemAllocatorDomain */
+enum { ML_PYMEM_RAW, ML_PYMEM_MEM, ML_PYMEM_OBJ, ML_PYMEM_DOMAINS };
+
+/* What each domain's hooks forward to. Written before the hooks go in,
+ * never after. */
+extern ml_pymem_alloc_t ml_pymem_next[ML_PYMEM_DOMAINS];
+
+/* The hooks of domain d, carrying the next allocator's ctx: a thread that
+ * reads the interpreter's allocator while it is being replaced, and gets
+ * half of each, still calls a pair that works (the hooks ignore ctx). */
+void ml_pymem_hooks(int d, ml_pymem_alloc_t *out);
+
+/* True when `a` is the hook set of domain d (checks the malloc entry). */
+bool ml_pymem_is_hook(int d, const ml_pymem_alloc_t *a);
+
+#endif
