@@ -1,0 +1,19 @@
+"""mlsnap — for the Python programs the tests run under the ledger: ask this
+process's ledger for snapshot `seq` through the real signal path (SIGUSR2,
+written by memledger's own thread) and wait until the file is complete (it
+appears under its final name only once written)."""
+import os
+import signal
+import time
+
+
+def snapshot(seq, timeout=120):
+    path = os.path.join(os.environ.get("MEMLEDGER_DIR", "."),
+                        "memledger.%d.%d.snap" % (os.getpid(), seq))
+    os.kill(os.getpid(), signal.SIGUSR2)
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise SystemExit("snapshot %s never appeared" % path)
+        time.sleep(0.002)
+    return path
