@@ -116,11 +116,12 @@ static size_t utf8_put(char *out, uint32_t c)
  * compact strings (made by interning); anything else is not copied. */
 static const char *copy_str(uintptr_t o)
 {
-    if (!o || (o & 7) || rd_ptr(o, 8) != str_type)
+    if (!o || (o & 7) || rd_ptr(o, ML_PY_OB_TYPE) != str_type)
         return NULL;
-    int64_t len = *(const int64_t *)(o + 16);
+    int64_t len = *(const int64_t *)(o + ML_PY_UNI_LENGTH);
     uint32_t state = *(const uint32_t *)(o + (uintptr_t)L.uni_state);
-    unsigned kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
+    unsigned kind = (state >> ML_PY_UNI_KIND_SHIFT) & 7, compact = (state >> ML_PY_UNI_COMPACT_BIT) & 1,
+             ascii = (state >> ML_PY_UNI_ASCII_BIT) & 1;
     if (!compact || len < 0 || (kind != 1 && kind != 2 && kind != 4))
         return NULL;
     if (len > MAX_STR)
@@ -141,7 +142,7 @@ static const char *copy_str(uintptr_t o)
 static void copy_lines(uintptr_t code, rec_t *r)
 {
     uintptr_t b = rd_ptr(code, L.co_lines);
-    if (!b || (b & 7) || rd_ptr(b, 8) != bytes_type)
+    if (!b || (b & 7) || rd_ptr(b, ML_PY_OB_TYPE) != bytes_type)
         return;
     int64_t n = *(const int64_t *)(b + (uintptr_t)L.bytes_size);
     if (n <= 0 || n > MAX_LINETABLE)

@@ -40,7 +40,7 @@ void ml_pycode_forget(uintptr_t code);
 static inline void ml_pycode_on_free(const void *p)
 {
     uintptr_t t = __atomic_load_n(&ml_pycode_type, __ATOMIC_ACQUIRE);
-    if (t && p && ((const uintptr_t *)p)[1] == t)
+    if (t && p && *(const uintptr_t *)((uintptr_t)p + ML_PY_OB_TYPE) == t)
         ml_pycode_forget((uintptr_t)p);
 }
 

@@ -79,7 +79,7 @@ static unsigned walk(uintptr_t ts, pyf_t *out, unsigned max)
         bool ends = L.frames == ML_PYF_OBJECT ||
                     (L.frames == ML_PYF_ENTRY && *(const uint8_t *)(f + (uintptr_t)L.fr_is_entry));
         uintptr_t code = rd(f, L.fr_code);
-        if (!code || (code & 7) || rd(code, 8) != C.code_type) {
+        if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != C.code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
             if (ends && n)
                 out[n - 1].ends_call = true;

@@ -28,6 +28,14 @@ enum ml_py_lines {
 
 #define ML_PY_OWNED_BY_CSTACK 3 /* _PyInterpreterFrame.owner of an eval call's entry frame (3.12+) */
 
+/* The same on every supported version (checked by the test too): where an
+ * object's type is, a str's length, and its state bits. */
+#define ML_PY_OB_TYPE 8
+#define ML_PY_UNI_LENGTH 16
+#define ML_PY_UNI_KIND_SHIFT 2   /* 3 bits: 1, 2 or 4 bytes per character */
+#define ML_PY_UNI_COMPACT_BIT 5
+#define ML_PY_UNI_ASCII_BIT 6
+
 typedef struct {
     unsigned hex;           /* 0x030b for 3.11 */
     uint8_t frames, lines;  /* enum ml_py_frames, enum ml_py_lines */
