@@ -61,7 +61,7 @@ const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t 
         snprintf(fn, sizeof fn, "0x%llx", (unsigned long long)f->offset);
         name = fn;
     }
-    int n = snprintf(buf, cap, "%s", name);
+    int n = f->cython ? snprintf(buf, cap, "%s (Cython: %s)", f->cython, name) : snprintf(buf, cap, "%s", name);
     if (loc[0] && n >= 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, " at %s", loc);
     if (module && f->module && n >= 0 && (size_t)n < cap)
@@ -111,6 +111,10 @@ void cli_json_frame(FILE *out, const ml_sframe_t *f)
     if (f->kind == ML_FRAME_NATIVE) {
         fprintf(out, ",\"offset\":\"0x%llx\",\"build_id\":", (unsigned long long)f->offset);
         cli_json_str(out, f->build_id);
+        if (f->cython) {
+            fputs(",\"cython\":", out);
+            cli_json_str(out, f->cython);
+        }
     }
     fputc('}', out);
 }

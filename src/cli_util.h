@@ -20,7 +20,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Loads a snapshot or prints why not (file and line). */
 ml_snapshot_t *cli_load(const char *path);
 
-/* "function (file:line)" or "file:line in function" for Python; writes into
+/* "function at file:line", "module.function (Cython: symbol) at file:line" for
+ * a Cython-generated function, or "file:line in function" for Python; writes into
  * buf and returns it. `module` adds " [libfoo.so]" for native frames. */
 const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t cap);
 

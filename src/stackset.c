@@ -2,6 +2,7 @@
  * Frames are interned by an identity string; stacks by their domain and
  * frame-uid sequence. Both maps are open-addressing tables that grow. */
 #include "stackset.h"
+#include "cython.h"
 #include "demangle.h"
 
 #include <inttypes.h>
@@ -70,6 +71,7 @@ void ml_stackset_free(ml_stackset_t *set)
     for (size_t i = 0; i < set->nframes; i++) {
         free(set->fkeys[i]);
         free((char *)set->frames[i].function);
+        free((char *)set->frames[i].cython);
     }
     for (size_t i = 0; i < set->nstacks; i++)
         free(set->stacks[i].frames);
@@ -142,6 +144,9 @@ static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, cons
     sf->file = f->file; /* owned by the snapshot, which outlives the set */
     sf->line = f->line;
     sf->offset = f->offset;
+    char py[512];
+    if (f->kind == ML_FRAME_NATIVE && f->function && ml_cython_name(f->function, py, sizeof py))
+        sf->cython = strdup(py);
     if (f->module >= 0) {
         sf->module = snap->modules[f->module].path;
         sf->build_id = snap->modules[f->module].build_id;

@@ -17,6 +17,7 @@ typedef struct {
     int line;             /* 0 unknown */
     const char *module;   /* module path; NULL for Python frames and unknown */
     const char *build_id; /* NULL when none */
+    const char *cython;   /* native: module.function of a Cython-generated function; else NULL */
     uint64_t offset;      /* native: offset in the module */
 } ml_sframe_t;
 
