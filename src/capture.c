@@ -33,6 +33,7 @@
 
 static ml_unwinder_fn unwinder; /* tests only; NULL: the configured path */
 static ml_merge_fn merge;
+static ml_merge_intern_fn merge_intern;
 static uintptr_t self_lo, self_hi;
 static bool rules_ok;
 static _Atomic uint64_t slow_count;
@@ -70,6 +71,8 @@ void ml_capture_init(void)
 void ml_capture_set_unwinder(ml_unwinder_fn fn) { __atomic_store_n(&unwinder, fn, __ATOMIC_RELEASE); }
 
 void ml_capture_set_merge(ml_merge_fn fn) { __atomic_store_n(&merge, fn, __ATOMIC_RELEASE); }
+
+void ml_capture_set_merge_intern(ml_merge_intern_fn fn) { __atomic_store_n(&merge_intern, fn, __ATOMIC_RELEASE); }
 
 unsigned ml_unwind_libunwind(uintptr_t *pcs, unsigned max)
 {
@@ -165,8 +168,12 @@ unsigned ml_capture(uint64_t *words, unsigned cap, uint64_t *hash)
 
 static uint32_t intern(unsigned domain, uint64_t *words, unsigned n, uint64_t h, ml_merge_fn m)
 {
-    if (m)
+    if (m) {
+        ml_merge_intern_fn mi = __atomic_load_n(&merge_intern, __ATOMIC_ACQUIRE);
+        if (mi)
+            return mi(domain, words, n, ML_STACK_WORDS);
         n = rehash(words, m(words, n, ML_STACK_WORDS), &h);
+    }
     return ml_ledger_intern(domain, words, n, ml_hash_end(h, domain, n));
 }
 

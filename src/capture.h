@@ -52,6 +52,13 @@ bool ml_capture_is_self(uintptr_t pc);
 typedef unsigned (*ml_merge_fn)(uint64_t *words, unsigned n, unsigned max);
 void ml_capture_set_merge(ml_merge_fn fn);
 
+/* The same merge, also interning (pyframes.c, which keeps a cache of
+ * merged stacks): returns the ledger id of the hybrid stack of n native
+ * words, which it may rewrite (max words of room). When set, it is used
+ * instead of merge + rehash + ml_ledger_intern. */
+typedef uint32_t (*ml_merge_intern_fn)(unsigned domain, uint64_t *words, unsigned n, unsigned max);
+void ml_capture_set_merge_intern(ml_merge_intern_fn fn);
+
 /* Captures that needed the slow unwinder (a return address without a rule
  * yet, or code without unwind information). */
 uint64_t ml_capture_slow_count(void);

@@ -56,6 +56,7 @@ typedef struct {
 } rec_t;
 
 uintptr_t ml_pycode_type;
+_Atomic uint32_t ml_pycode_epoch = 1;
 static slot_t *slots;
 static const rec_t *_Atomic *recs;
 static _Atomic uint32_t next_serial = 1;
@@ -259,6 +260,7 @@ void ml_pycode_forget(uintptr_t code)
             return;
         if (k == code) {
             atomic_store_explicit(&slots[i].key, KEY_DELETED, memory_order_release);
+            atomic_fetch_add_explicit(&ml_pycode_epoch, 1, memory_order_release);
             atomic_fetch_add_explicit(&n_forgotten, 1, memory_order_relaxed);
             /* no return: a rare double insert (see the top) left a twin */
         }

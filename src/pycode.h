@@ -12,11 +12,17 @@
 #define ML_PYCODE_H
 
 #include "common.h"
+#include <stdatomic.h>
 #include "pyversions.h"
 #include "snapshot_write.h"
 
 /* The address of PyCode_Type once Python frames are on; 0 before. */
 extern uintptr_t ml_pycode_type;
+
+/* Bumped (release) each time an interned code object is forgotten: a
+ * code address -> serial answer remembered under an older epoch may name
+ * a dead code object. Starts at 1. */
+extern _Atomic uint32_t ml_pycode_epoch;
 
 /* Maps the tables and remembers the layout and the types a record's reads
  * check against (PyUnicode_Type, PyBytes_Type). Returns false when the

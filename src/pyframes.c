@@ -32,7 +32,10 @@
 #include "pyframes.h"
 #include "capture.h"
 #include "config.h"
+#include "thread.h"
+#include "ledger.h"
 #include "pycode.h"
+#include "pystacks.h"
 
 #include <string.h>
 
@@ -41,11 +44,15 @@
 static ml_pyframes_conf_t C;
 static ml_pylayout_t L;
 
-typedef struct {
-    uint32_t serial;
-    int32_t addr;
-    bool ends_call;  /* the outermost frame of one eval-loop call */
-} pyf_t;
+/* A Python frame while merging: its serial, whether it is the outermost
+ * frame of an eval-loop call, and its instruction address, in one word
+ * (also the frame's key in pystacks.h). */
+#define KEY_ENDS_CALL (1ull << 63)
+static inline uint64_t key_of(uint32_t serial, int32_t addr, bool ends)
+{
+    return (uint64_t)serial << 32 | (uint32_t)addr | (ends ? KEY_ENDS_CALL : 0);
+}
+static inline uint32_t key_serial(uint64_t k) { return (uint32_t)(k >> 32) & ~(1u << 31); }
 
 void ml_pyframes_init(const ml_pyframes_conf_t *conf)
 {
@@ -62,51 +69,65 @@ static inline bool is_eval(uintptr_t pc)
     return (a >= C.eval_lo && a < C.eval_hi) || (a >= C.cold_lo && a < C.cold_hi);
 }
 
-static unsigned walk(uintptr_t ts, pyf_t *out, unsigned max)
+static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
 {
+    /* the layout in locals: the loop stores to memory, which the compiler
+     * would otherwise assume could change L */
+    const int kind = L.frames, lasti_bytes = L.lasti_bytes;
+    const uintptr_t o_back = (uintptr_t)L.fr_back, o_code = (uintptr_t)L.fr_code, o_instr = (uintptr_t)L.fr_instr;
+    const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
+    const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive, code_type = C.code_type;
+    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
+    ml_pymemo_t *memo = ml_self.py_memo;
     uintptr_t f = rd(ts, L.ts_frame);
     if (L.cf_current >= 0)
         f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
     unsigned n = 0;
     for (unsigned seen = 0; f && !(f & 7) && n < max && seen < MAX_FRAMES; seen++) {
-        uintptr_t back = rd(f, L.fr_back);
-        if (L.frames == ML_PYF_CSTACK && *(const int8_t *)(f + (uintptr_t)L.fr_owner) == ML_PY_OWNED_BY_CSTACK) {
+        uintptr_t back = *(const uintptr_t *)(f + o_back);
+        if (kind == ML_PYF_CSTACK && *(const int8_t *)(f + o_owner) == ML_PY_OWNED_BY_CSTACK) {
             if (n)
-                out[n - 1].ends_call = true;
+                out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
         }
-        bool ends = L.frames == ML_PYF_OBJECT ||
-                    (L.frames == ML_PYF_ENTRY && *(const uint8_t *)(f + (uintptr_t)L.fr_is_entry));
-        uintptr_t code = rd(f, L.fr_code);
-        if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != C.code_type) {
+        bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
+        uintptr_t code = *(const uintptr_t *)(f + o_code);
+        ml_pymemo_t *m = &memo[(code >> 4) & (ML_PYMEMO - 1)];
+        uint32_t s;
+        if (ML_LIKELY(m->code == code && m->epoch == epoch)) {
+            s = m->serial; /* a code object then, and none freed since: still one */
+        } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
             if (ends && n)
-                out[n - 1].ends_call = true;
+                out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
+        } else if ((s = ml_pycode_serial(code)) != 0) {
+            m->code = code;
+            m->serial = s;
+            m->epoch = epoch;
         }
         int32_t addr;
-        if (L.frames == ML_PYF_OBJECT) {
-            int lasti = *(const int *)(f + (uintptr_t)L.fr_instr);
-            addr = lasti < 0 ? -1 : lasti * L.lasti_bytes;
+        if (kind == ML_PYF_OBJECT) {
+            int lasti = *(const int *)(f + o_instr);
+            addr = lasti < 0 ? -1 : lasti * lasti_bytes;
         } else {
-            intptr_t d = (intptr_t)(rd(f, L.fr_instr) - (code + (uintptr_t)L.co_code_adaptive));
+            intptr_t d = (intptr_t)(*(const uintptr_t *)(f + o_instr) - (code + o_adaptive));
             addr = d < 0 || d > INT32_MAX ? -1 : (int32_t)d;
         }
-        uint32_t s = ml_pycode_serial(code);
-        if (s & ML_PYCODE_HIDDEN) {
+        if (ML_UNLIKELY(s & ML_PYCODE_HIDDEN)) {
             if (ends && n)
-                out[n - 1].ends_call = true;
+                out[n - 1] |= KEY_ENDS_CALL;
         } else {
-            out[n++] = (pyf_t){s, addr, ends};
+            out[n++] = key_of(s, addr, ends);
         }
         f = back;
     }
     return n;
 }
 
-static unsigned current(pyf_t *out, unsigned max)
+static unsigned current(uint64_t *out, unsigned max)
 {
     uintptr_t ts = (uintptr_t)C.this_thread_state();
     if (!ts || (ts & 7))
@@ -114,30 +135,25 @@ static unsigned current(pyf_t *out, unsigned max)
     return walk(ts, out, max);
 }
 
-static inline void put(uint64_t *words, unsigned *k, const pyf_t *f)
+static inline void put(uint64_t *words, unsigned *k, uint64_t key)
 {
-    words[(*k)++] = ML_WORD_PY | f->serial;
-    words[(*k)++] = (uint32_t)f->addr;
+    words[(*k)++] = ML_WORD_PY | key_serial(key);
+    words[(*k)++] = (uint32_t)key;
 }
 
-unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
+/* The hybrid stack of native[n] and the Python frames keys[nf] into
+ * words[max] (see pyframes.h); returns its length. */
+static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native, unsigned n, const uint64_t *keys,
+                           unsigned nf)
 {
-    pyf_t fr[MAX_FRAMES];
-    unsigned nf = current(fr, MAX_FRAMES);
-    if (!nf)
-        return n;
-    uint64_t native[ML_MAX_DEPTH + 32];
-    if (n > ML_ARRAY_LEN(native))
-        n = ML_ARRAY_LEN(native);
-    memcpy(native, words, n * sizeof *words);
     unsigned k = 0, fi = 0;
     for (unsigned i = 0; i < n; i++) {
         if (fi < nf && is_eval(native[i])) {
             do {
                 if (k + 2 > max)
                     return k;
-                put(words, &k, &fr[fi]);
-            } while (!fr[fi++].ends_call && fi < nf);
+                put(words, &k, keys[fi]);
+            } while (!(keys[fi++] & KEY_ENDS_CALL) && fi < nf);
             continue;
         }
         if (k + 1 > max)
@@ -145,16 +161,46 @@ unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
         words[k++] = native[i];
     }
     while (fi < nf && k + 2 <= max)
-        put(words, &k, &fr[fi++]);
+        put(words, &k, keys[fi++]);
     return k;
+}
+
+unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
+{
+    uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
+    unsigned nf = current(keys, MAX_FRAMES);
+    if (!nf)
+        return n;
+    n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
+    memcpy(native, words, n * sizeof *words);
+    return merge_into(words, max, native, n, keys, nf);
+}
+
+uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max)
+{
+    uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
+    unsigned nf = current(keys, MAX_FRAMES);
+    uint32_t id = ml_pystacks_find(domain, words, n, keys, nf);
+    if (ML_LIKELY(id))
+        return id;
+    n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
+    memcpy(native, words, n * sizeof *words);
+    unsigned k = nf ? merge_into(words, max, native, n, keys, nf) : n;
+    uint64_t h = ml_hash_begin();
+    for (unsigned i = 0; i < k; i++)
+        h = ml_hash_word(h, words[i]);
+    id = ml_ledger_intern(domain, words, k, ml_hash_end(h, domain, k));
+    if (id >= ML_STACK_FIRST) /* an overflow id is not remembered: the ledger counts each one */
+        ml_pystacks_put(domain, native, n, keys, nf, id);
+    return id;
 }
 
 unsigned ml_pyframes_walk(uint64_t *words, unsigned max)
 {
-    pyf_t fr[MAX_FRAMES];
-    unsigned nf = current(fr, MAX_FRAMES), k = 0;
+    uint64_t keys[MAX_FRAMES];
+    unsigned nf = current(keys, MAX_FRAMES), k = 0;
     for (unsigned i = 0; i < nf && k + 2 <= max; i++)
-        put(words, &k, &fr[i]);
+        put(words, &k, keys[i]);
     return k;
 }
 

@@ -39,6 +39,10 @@ void ml_pyframes_init(const ml_pyframes_conf_t *conf);
  * follow at the end, outermost last. */
 unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max);
 
+/* The same merge, interned (ml_merge_intern_fn): the ledger id of the
+ * hybrid stack, from pystacks.h when it was seen recently. */
+uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max);
+
 /* Names a Python frame's two words (ml_pyframe_fn). */
 bool ml_pyframes_name(uint64_t w0, uint64_t w1, ml_pyframe_t *out);
 

@@ -32,6 +32,7 @@
 #include "pycode.h"
 #include "pyframes.h"
 #include "pymem.h"
+#include "pystacks.h"
 #include "pyversions.h"
 #include "snapshot_write.h"
 
@@ -206,6 +207,8 @@ static void start_frames(void *h)
     }
     ml_pyframes_init(&py.conf);
     ml_snapshot_set_pyframe_fn(ml_pyframes_name);
+    if (ml_pystacks_init())
+        ml_capture_set_merge_intern(ml_pyframes_intern);
     ml_capture_set_merge(ml_pyframes_merge);
     py.frames = true;
 }

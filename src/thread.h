@@ -8,12 +8,21 @@
 
 #include "common.h"
 
+/* A code object's serial as this thread last looked it up (pyframes.c),
+ * valid while no interned code object has been freed since (epoch). The
+ * address is a key, never dereferenced. */
+typedef struct {
+    uintptr_t code;
+    uint32_t serial, epoch;
+} ml_pymemo_t;
+#define ML_PYMEMO 64
+
 typedef struct {
     int busy;              /* > 0 while this thread is inside the library */
     uint32_t shard;        /* counter shard + 1; 0 until first assigned */
     int64_t sample_left;   /* bytes until the next sampled allocation */
     uint64_t rng;          /* xorshift state for sampling; 0 until seeded */
-    void *py_tstate_cache; /* owned by pyframes.c */
+    ml_pymemo_t py_memo[ML_PYMEMO]; /* owned by pyframes.c */
     uintptr_t stack_lo, stack_hi; /* this thread's stack, for frame-pointer checks */
 } ml_thread_t;
 
