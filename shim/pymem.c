@@ -15,10 +15,18 @@
 #include "track.h"
 
 ml_pymem_alloc_t ml_pymem_next[ML_PYMEM_DOMAINS];
+_Atomic bool ml_pymem_obj_seen;
+
+static inline void seen(int d)
+{
+    if (d == ML_PYMEM_OBJ && ML_UNLIKELY(!atomic_load_explicit(&ml_pymem_obj_seen, memory_order_relaxed)))
+        atomic_store_explicit(&ml_pymem_obj_seen, true, memory_order_release);
+}
 
 static inline void *hook_malloc(int d, size_t n)
 {
     ml_pymem_alloc_t *a = &ml_pymem_next[d];
+    seen(d);
     if (!ml_tracking() || !ml_enter())
         return a->malloc(a->ctx, n);
     void *p = a->malloc(a->ctx, n);
@@ -32,6 +40,7 @@ static inline void *hook_calloc(int d, size_t k, size_t n)
 {
     ml_pymem_alloc_t *a = &ml_pymem_next[d];
     size_t total;
+    seen(d);
     if (__builtin_mul_overflow(k, n, &total) || !ml_tracking() || !ml_enter())
         return a->calloc(a->ctx, k, n);
     void *p = a->calloc(a->ctx, k, n);

@@ -15,6 +15,15 @@
  * next code object there starts a new serial. Records are never freed:
  * old stacks stay nameable.
  *
+ * When the OBJ hook is not in place (PYTHONMALLOC made Python replace it)
+ * frees go unseen, so each entry also keeps a fingerprint of its code
+ * object, from what it holds rather than where (a code object made at a
+ * freed one's address often gets its strings at the freed strings'
+ * addresses too): the length and first bytes of its file name, name and
+ * line table, and its first line. An entry whose fingerprint no longer
+ * matches is retired like a freed one. With the hook in place every
+ * fingerprint is 0 and never decides.
+ *
  * The table: open addressing, linear probing, in memory the library maps.
  * A key is the code address (8-aligned), 0 for empty, 1 for a deleted
  * entry, address|1 while its record is being made. An insert claims a slot
@@ -45,7 +54,7 @@
 typedef struct {
     _Atomic uint64_t key;
     _Atomic uint32_t val;  /* serial | ML_PYCODE_HIDDEN */
-    uint32_t pad;
+    _Atomic uint32_t fp;   /* ml_pycode_fingerprint of the code object */
 } slot_t;
 
 typedef struct {
@@ -178,6 +187,42 @@ static uint32_t make_record(uintptr_t code)
     return serial | (hidden ? ML_PYCODE_HIDDEN : 0);
 }
 
+static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0xff51afd7ed558ccdull; }
+
+/* Up to 16 bytes of an object's data, never past its end. */
+static uint64_t mix_data(uint64_t h, const unsigned char *p, int64_t len)
+{
+    h = mix(h, (uint64_t)len);
+    for (int64_t i = 0; i < len && i < 16; i++)
+        h = mix(h, p[i]);
+    return h;
+}
+
+static uint64_t mix_str(uint64_t h, uintptr_t o)
+{
+    if (!o || (o & 7) || rd_ptr(o, ML_PY_OB_TYPE) != str_type)
+        return mix(h, 1);
+    int64_t len = *(const int64_t *)(o + ML_PY_UNI_LENGTH);
+    uint32_t state = *(const uint32_t *)(o + (uintptr_t)L.uni_state);
+    unsigned kind = (state >> ML_PY_UNI_KIND_SHIFT) & 7, ascii = (state >> ML_PY_UNI_ASCII_BIT) & 1;
+    if (!((state >> ML_PY_UNI_COMPACT_BIT) & 1) || len < 0 || (kind != 1 && kind != 2 && kind != 4))
+        return mix(h, 2);
+    return mix_data(h, (const unsigned char *)(o + (uintptr_t)(ascii ? L.uni_ascii_size : L.uni_compact_size)),
+                    len * kind);
+}
+
+uint32_t ml_pycode_fingerprint(uintptr_t code)
+{
+    uint64_t h = mix(0x243f6a8885a308d3ull, (uint64_t)*(const int32_t *)(code + (uintptr_t)L.co_firstlineno));
+    h = mix_str(h, rd_ptr(code, L.co_filename));
+    h = mix_str(h, rd_ptr(code, L.co_qualname >= 0 ? L.co_qualname : L.co_name));
+    uintptr_t b = rd_ptr(code, L.co_lines);
+    if (b && !(b & 7) && rd_ptr(b, ML_PY_OB_TYPE) == bytes_type)
+        h = mix_data(h, (const unsigned char *)(b + (uintptr_t)L.bytes_sval), *(const int64_t *)(b + (uintptr_t)L.bytes_size));
+    uint32_t fp = (uint32_t)(h >> 32);
+    return fp ? fp : 1;
+}
+
 /* ---- the table ---- */
 
 /* Another thread is making the record of this very code object: it takes
@@ -195,14 +240,25 @@ static uint32_t wait_made(slot_t *s, uintptr_t code)
     return 0;
 }
 
-static uint32_t insert(uintptr_t code)
+static void retire(slot_t *s)
+{
+    atomic_store_explicit(&s->key, KEY_DELETED, memory_order_release);
+    atomic_fetch_add_explicit(&ml_pycode_epoch, 1, memory_order_release);
+    atomic_fetch_add_explicit(&n_forgotten, 1, memory_order_relaxed);
+}
+
+static uint32_t insert(uintptr_t code, uint32_t fp)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
         size_t i = slot_of(code), free_at = SIZE_MAX;
         for (unsigned p = 0; p < MAX_PROBE; p++, i = (i + 1) & (SLOTS - 1)) {
             uint64_t k = atomic_load_explicit(&slots[i].key, memory_order_acquire);
-            if (k == code)
-                return atomic_load_explicit(&slots[i].val, memory_order_relaxed);
+            if (k == code) {
+                if (atomic_load_explicit(&slots[i].fp, memory_order_relaxed) == fp)
+                    return atomic_load_explicit(&slots[i].val, memory_order_relaxed);
+                retire(&slots[i]); /* a dead code object's entry: its free went unseen */
+                k = KEY_DELETED;
+            }
             if (k == (code | 1))
                 return wait_made(&slots[i], code);
             if (k == KEY_DELETED && free_at == SIZE_MAX)
@@ -227,6 +283,7 @@ static uint32_t insert(uintptr_t code)
         if (!v)
             atomic_fetch_add_explicit(&n_dropped, 1, memory_order_relaxed);
         atomic_store_explicit(&slots[free_at].val, v, memory_order_relaxed);
+        atomic_store_explicit(&slots[free_at].fp, fp, memory_order_relaxed);
         atomic_store_explicit(&slots[free_at].key, (uint64_t)code, memory_order_release);
         return v;
     }
@@ -234,19 +291,19 @@ static uint32_t insert(uintptr_t code)
     return 0;
 }
 
-uint32_t ml_pycode_serial(uintptr_t code)
+uint32_t ml_pycode_serial(uintptr_t code, uint32_t fp)
 {
     size_t i = slot_of(code);
     for (unsigned p = 0; p < MAX_PROBE; p++, i = (i + 1) & (SLOTS - 1)) {
         uint64_t k = atomic_load_explicit(&slots[i].key, memory_order_acquire);
-        if (ML_LIKELY(k == code))
+        if (ML_LIKELY(k == code) && atomic_load_explicit(&slots[i].fp, memory_order_relaxed) == fp)
             return atomic_load_explicit(&slots[i].val, memory_order_relaxed);
-        if (k == KEY_EMPTY)
+        if (k == KEY_EMPTY || k == code)
             break;
         if (k == (code | 1))
             return wait_made(&slots[i], code);
     }
-    return insert(code);
+    return insert(code, fp);
 }
 
 void ml_pycode_forget(uintptr_t code)
@@ -258,12 +315,8 @@ void ml_pycode_forget(uintptr_t code)
         uint64_t k = atomic_load_explicit(&slots[i].key, memory_order_acquire);
         if (k == KEY_EMPTY)
             return;
-        if (k == code) {
-            atomic_store_explicit(&slots[i].key, KEY_DELETED, memory_order_release);
-            atomic_fetch_add_explicit(&ml_pycode_epoch, 1, memory_order_release);
-            atomic_fetch_add_explicit(&n_forgotten, 1, memory_order_relaxed);
-            /* no return: a rare double insert (see the top) left a twin */
-        }
+        if (k == code)
+            retire(&slots[i]); /* no return: a rare double insert (see the top) left a twin */
     }
 }
 

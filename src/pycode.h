@@ -34,7 +34,12 @@ bool ml_pycode_init(const ml_pylayout_t *layout, uintptr_t code_type, uintptr_t 
  * record is copied then). 0 when it cannot be interned (table full).
  * ML_PYCODE_HIDDEN is or'ed in for code a traceback would not show. */
 #define ML_PYCODE_HIDDEN (1u << 31)
-uint32_t ml_pycode_serial(uintptr_t code);
+uint32_t ml_pycode_serial(uintptr_t code, uint32_t fingerprint);
+
+/* The fingerprint of a live code object (see pycode.c), never 0: from
+ * the contents of its file name, name and line table, and its first line.
+ * Only needed while code objects can be freed unseen. */
+uint32_t ml_pycode_fingerprint(uintptr_t code);
 
 /* Forgets the code object at `code`, which is being freed: a later code
  * object at the same address gets a new serial. */

@@ -8,6 +8,7 @@
 #define ML_PYMEM_H
 
 #include "common.h"
+#include <stdatomic.h>
 
 typedef struct {
     void *ctx;
@@ -23,6 +24,12 @@ enum { ML_PYMEM_RAW, ML_PYMEM_MEM, ML_PYMEM_OBJ, ML_PYMEM_DOMAINS };
 /* What each domain's hooks forward to. Written before the hooks go in,
  * never after. */
 extern ml_pymem_alloc_t ml_pymem_next[ML_PYMEM_DOMAINS];
+
+/* Set when the OBJ hook first runs. Python makes no object before it
+ * settles its allocators, so while this is false once frames run, the OBJ
+ * hook was replaced (PYTHONMALLOC, -X dev) and code objects are freed
+ * unseen (pycode.c then checks fingerprints). */
+extern _Atomic bool ml_pymem_obj_seen;
 
 /* The hooks of domain d, carrying the next allocator's ctx: a thread that
  * reads the interpreter's allocator while it is being replaced, and gets

@@ -103,13 +103,17 @@ static void find_cold(uintptr_t lo, uintptr_t hi, uintptr_t *cold_lo, uintptr_t 
     unsigned nr = 0, tries = 0;
     const uint8_t *code = (const uint8_t *)lo;
     for (uintptr_t i = 0; i + 6 <= hi - lo && tries < 4096; i++) {
+        int32_t rel;
         uintptr_t target;
-        if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80)
-            target = lo + i + 6 + (uintptr_t)(intptr_t) * (const int32_t *)(code + i + 2);
-        else if (code[i] == 0xe9)
-            target = lo + i + 5 + (uintptr_t)(intptr_t) * (const int32_t *)(code + i + 1);
-        else
+        if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80) {
+            memcpy(&rel, code + i + 2, sizeof rel); /* unaligned */
+            target = lo + i + 6 + (uintptr_t)(intptr_t)rel;
+        } else if (code[i] == 0xe9) {
+            memcpy(&rel, code + i + 1, sizeof rel);
+            target = lo + i + 5 + (uintptr_t)(intptr_t)rel;
+        } else {
             continue;
+        }
         if ((target >= lo && target < hi) || target < seg[1] || target >= seg[2])
             continue;
         unsigned r = 0;

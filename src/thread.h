@@ -9,11 +9,12 @@
 #include "common.h"
 
 /* A code object's serial as this thread last looked it up (pyframes.c),
- * valid while no interned code object has been freed since (epoch). The
- * address is a key, never dereferenced. */
+ * valid while no interned code object has been freed since (epoch) and
+ * the code object's fingerprint (pycode.h) is unchanged. The address is a
+ * key, never dereferenced. */
 typedef struct {
     uintptr_t code;
-    uint32_t serial, epoch;
+    uint32_t serial, epoch, fp, pad;
 } ml_pymemo_t;
 #define ML_PYMEMO 64
 
