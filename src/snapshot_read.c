@@ -363,12 +363,19 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
 
 ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
 {
-    ctx_t c = {path, 0, err, errcap};
     FILE *fp = fopen(path, "r");
     if (!fp) {
         snprintf(err, errcap, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    ml_snapshot_t *s = ml_snapshot_read(fp, path, err, errcap);
+    fclose(fp);
+    return s;
+}
+
+ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap)
+{
+    ctx_t c = {path, 0, err, errcap};
     ml_snapshot_t *s = calloc(1, sizeof *s);
     char *line = NULL;
     size_t linecap = 0;
@@ -468,7 +475,6 @@ ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
     }
     free(line);
     free(f);
-    fclose(fp);
     if (!ok) {
         ml_snapshot_free(s);
         return NULL;
