@@ -1,9 +1,11 @@
 """mltest — what the integration tests share: where the build is, running a
 program under the ledger, reading snapshots through the memledger CLI, and
 finding the line a LEAK marker sits on. Assertions stay in the tests."""
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,9 +18,36 @@ PROGRAMS = os.path.join(BUILD, "test")
 SOURCE = os.path.abspath(os.path.dirname(__file__))
 
 
+_made_dirs = []
+_failed = False
+
+
 def fail(msg):
+    global _failed
+    _failed = True
     print("FAIL: " + msg, file=sys.stderr)
+    if _made_dirs:
+        print("(kept for a look: %s)" % " ".join(_made_dirs), file=sys.stderr)
     sys.exit(1)
+
+
+@atexit.register
+def _clean():
+    """Scratch directories go when the test passes (ML_KEEP=1 keeps them)."""
+    if _failed or os.environ.get("ML_KEEP"):
+        return
+    for d in _made_dirs:
+        for root, dirs, _ in os.walk(d):
+            for x in dirs:
+                try:
+                    os.chmod(os.path.join(root, x), 0o700)
+                except OSError:
+                    pass
+        try:
+            os.chmod(d, 0o700)
+        except OSError:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def check(cond, msg):
@@ -27,7 +56,9 @@ def check(cond, msg):
 
 
 def snapdir(prefix="mltest."):
-    return tempfile.mkdtemp(prefix=prefix)
+    d = tempfile.mkdtemp(prefix=prefix)
+    _made_dirs.append(d)
+    return d
 
 
 def run_under(cmd, snap_dir, extra_env=None, preload=None, timeout=300, check_rc=True):

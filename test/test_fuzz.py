@@ -52,5 +52,6 @@ for target in ("fuzz_snapshot", "fuzz_diff"):
         runs = [l for l in p.stdout.splitlines() if l.startswith("Done ")]
         print("ok: %s: %s" % (target, runs[-1] if runs else "done"))
         shutil.rmtree(scratch, ignore_errors=True)
+os.rmdir(artifacts)  # empty: nothing found
 print("ok: %d regression inputs and the seed corpus pass both targets%s"
       % (len(regressions), "; fuzzed %d s each" % seconds if seconds else ""))

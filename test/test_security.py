@@ -77,7 +77,7 @@ print("ok: no environment value in any snapshot; MEMLEDGER_REDACT_CMDLINE=1 writ
 if os.geteuid() != 0 or not shutil.which("setpriv"):
     print("note: not root (or no setpriv): the set-user-ID case needs root to make a setuid binary; not run")
 else:
-    box = tempfile.mkdtemp(prefix="mltest.setuid.")
+    box = snapdir("mltest.setuid.")
     os.chmod(box, 0o755)
     probe, lib = os.path.join(box, "setuid_probe"), os.path.join(box, "libmemledger.so")
     shutil.copy(os.path.join(PROGRAMS, "setuid_probe"), probe)
