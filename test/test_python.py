@@ -7,7 +7,7 @@ ending cleanly with correct snapshots of its own:
 - interpreter shutdown while a snapshot is being written: the script ends
   (exit status 5) while the temporary file exists; the snapshot is finished,
   complete, and no temporary file is left.
-Leaks are made through ctypes in libmlplugin_a.so (plugin.c's LEAK:plugin
+Leaks are made through ctypes in libmlplugin_a.so (mlplugin.c's LEAK:plugin
 line), so they are checked on native malloc-domain stacks; Python frames
 (issue 3) will join them."""
 import json
@@ -20,7 +20,7 @@ from mltest import *
 PY = "/usr/bin/python3"
 check(os.path.exists(PY), "Debian's python3 is not installed")
 PLUGIN = os.path.join(PROGRAMS, "libmlplugin_a.so")
-LINE = marker_line(os.path.join(SOURCE, "programs", "plugin.c"), "plugin")
+LINE = marker_line(os.path.join(SOURCE, "programs", "mlplugin.c"), "plugin")
 
 COMMON = r'''
 import ctypes, os, signal, sys, time
