@@ -137,8 +137,8 @@ int cmd_diff(int argc, char **argv)
         if (r.growth_bytes <= 0 && r.growth_count <= 0)
             continue;
         rows[k++] = r;
-        grown += r.growth_bytes;
-        grown_count += r.growth_count;
+        grown = ml_sat_add(grown, r.growth_bytes);
+        grown_count = ml_sat_add(grown_count, r.growth_count);
     }
     qsort(rows, k, sizeof *rows, by_growth);
     size_t show = limit && limit < k ? limit : k;

@@ -86,7 +86,7 @@ int cmd_top(int argc, char **argv)
             continue;
         rows[k].uid = u;
         rows[k].v = v;
-        total += v.live_bytes;
+        total = ml_sat_add(total, v.live_bytes);
         k++;
     }
     qsort(rows, k, sizeof *rows, by_live);

@@ -60,9 +60,25 @@ static const char *env(const char *name)
     return v;
 }
 
+/* A value as it can be shown on one line: control characters become '?',
+ * and a long value is cut (the warning stays one line whatever it holds). */
+static const char *printable(const char *v, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; *v && n + 4 < cap; v++)
+        buf[n++] = (unsigned char)*v < 0x20 || *v == 0x7f ? '?' : *v;
+    if (*v) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 static void bad(const char *name, const char *value, const char *expected, const char *fallback)
 {
-    ml_warn("%s='%s' is not %s; %s", name, value, expected, fallback);
+    char shown[80];
+    ml_warn("%s='%s' is not %s; %s", name, printable(value, shown, sizeof shown), expected, fallback);
 }
 
 static void load_u64(const char *name, uint64_t lo, uint64_t hi, uint64_t *dst)
@@ -128,10 +144,11 @@ static void warn_unknown(void)
         for (size_t i = 0; i < ML_ARRAY_LEN(known_vars) && !known; i++)
             known = strlen(known_vars[i]) == n && strncmp(known_vars[i], *e, n) == 0;
         if (!known) {
-            char name[64];
+            char name[64], shown[80];
             ml_fmt(name, sizeof name, "%s", *e);
             name[n < sizeof name ? n : sizeof name - 1] = '\0';
-            ml_warn("%s is not a memledger setting (see docs/config.md); ignored", name);
+            ml_warn("%s is not a memledger setting (see docs/config.md); ignored",
+                    printable(name, shown, sizeof shown));
         }
     }
 }
@@ -181,7 +198,8 @@ void ml_config_load(void)
         c->interval_ms = 0;
     }
     if (c->interval_ms && c->interval_ms < 100) {
-        ml_warn("MEMLEDGER_INTERVAL='%s' is below 100ms; using 100ms", v);
+        char shown[80];
+        ml_warn("MEMLEDGER_INTERVAL='%s' is below 100ms; using 100ms", printable(v, shown, sizeof shown));
         c->interval_ms = 100;
     }
 

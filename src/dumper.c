@@ -11,6 +11,7 @@
 #include "config.h"
 #include "io.h"
 #include "python.h"
+#include "sigchain.h"
 #include "snapshot_write.h"
 #include "symbolize.h"
 #include "thread.h"
@@ -30,10 +31,7 @@
 static int wake_fd = -1;
 static _Atomic uint64_t requests;
 static _Atomic unsigned seq;
-static struct sigaction previous;
-static bool handler_installed;
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic int writing;
 static _Atomic int shutting_down;
 
 static void handler(int sig, siginfo_t *info, void *uctx)
@@ -41,34 +39,48 @@ static void handler(int sig, siginfo_t *info, void *uctx)
     int saved = errno;
     atomic_fetch_add_explicit(&requests, 1, memory_order_relaxed);
     uint64_t one = 1;
-    ssize_t w = write(wake_fd, &one, sizeof one);
-    (void)w;
-    errno = saved;
-    /* Chain: the program's own handler still runs (gunicorn uses SIGUSR2).
-     * Default and ignore dispositions are not chained: the default for
-     * SIGUSR2 would end the process. */
-    if (previous.sa_flags & SA_SIGINFO) {
-        if (previous.sa_sigaction)
-            previous.sa_sigaction(sig, info, uctx);
-    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-        previous.sa_handler(sig);
+    if (wake_fd >= 0) {
+        ssize_t w = write(wake_fd, &one, sizeof one);
+        (void)w;
     }
+    errno = saved;
+    /* the program's own handler still runs (gunicorn uses SIGUSR2) */
+    ml_sigchain_call(sig, info, uctx);
 }
 
+/* Writes one snapshot; the caller holds dump_lock. A full disk shows up as
+ * SIGXFSZ when the file passes RLIMIT_FSIZE: its default action would end
+ * the process, so it stays blocked here and the one this write raised is
+ * taken back before the mask is restored. */
+static int write_locked(const char *trigger, char *path_out, size_t cap)
+{
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    unsigned n = atomic_fetch_add(&seq, 1) + 1;
+    int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
+    if (err == EFBIG) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    static int last_err;
+    if (err && err != last_err) /* one line per kind of failure, not per snapshot */
+        ml_warn("cannot write snapshot %u into %s (MEMLEDGER_DIR): %s; the program runs on", n,
+                ml_config.dir, strerror(err));
+    last_err = err;
+    return err;
+}
+
+/* Once the process is exiting no snapshot starts but the exit one: a thread
+ * calling exit() must never find a half-written file being cut off. */
 static int write_one(const char *trigger, char *path_out, size_t cap)
 {
     pthread_mutex_lock(&dump_lock);
-    atomic_store(&writing, 1);
-    unsigned n = atomic_fetch_add(&seq, 1) + 1;
-    int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
-    atomic_store(&writing, 0);
+    int err = atomic_load(&shutting_down) ? ECANCELED : write_locked(trigger, path_out, cap);
     pthread_mutex_unlock(&dump_lock);
-    static int last_err;
-    if (err && err != last_err) { /* one line per kind of failure, not per snapshot */
-        ml_warn("cannot write snapshot %u into %s: %s; the program runs on", n,
-                    ml_config.dir, strerror(err));
-    }
-    last_err = err;
     return err;
 }
 
@@ -100,8 +112,13 @@ static void *dumper_main(void *arg)
     for (;;) {
         /* unwind rules the hooks asked for come first: until they exist,
          * those stacks take the slow unwinder */
-        bool more = ml_unwind_rules_service();
-        ml_python_service();
+        pthread_mutex_lock(&dump_lock);
+        bool more = !atomic_load(&shutting_down) && ml_unwind_rules_service();
+        pthread_mutex_unlock(&dump_lock);
+        /* a libpython loaded since: outside the lock, since attaching may
+         * wait for the loader, whose lock a snapshot's caller may hold */
+        if (!atomic_load(&shutting_down))
+            ml_python_service();
         int timeout = -1;
         if (interval) {
             int64_t left = due - now_ms();
@@ -169,16 +186,29 @@ void ml_dumper_start(void)
     start_thread();
     if (!ml_config.signal || wake_fd < 0)
         return;
-    struct sigaction sa;
+    struct sigaction sa, prev;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = handler;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigfillset(&sa.sa_mask);
-    if (sigaction(ml_config.signal, &sa, &previous) != 0) {
+    if (ml_sigaction_next(ml_config.signal, &sa, &prev) != 0) {
         ml_warn("cannot install the handler for signal %d: %s", ml_config.signal, strerror(errno));
         return;
     }
-    handler_installed = true;
+    ml_sigchain_own(ml_config.signal, &prev);
+}
+
+void ml_dumper_guard_signal(void)
+{
+    if (!ml_config.signal)
+        return;
+    struct sigaction sa, prev;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler; /* wake_fd is -1: it only counts and chains */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (ml_sigaction_next(ml_config.signal, &sa, &prev) == 0)
+        ml_sigchain_own(ml_config.signal, &prev);
 }
 
 int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap)
@@ -192,7 +222,6 @@ int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap)
 void ml_dumper_after_fork_child(void)
 {
     pthread_mutex_init(&dump_lock, NULL);
-    atomic_store(&writing, 0);
     atomic_store(&seq, 0);
     atomic_store(&requests, 0);
     ml_symbolize_reset();
@@ -204,12 +233,19 @@ void ml_dumper_after_fork_child(void)
 
 void ml_dumper_shutdown(void)
 {
-    atomic_store(&shutting_down, 1);
     /* A snapshot being written when exit() runs is finished, not abandoned:
-     * no half file, no temporary left behind. Bounded, so a stuck writer
-     * cannot hold the exit hostage. */
-    for (int i = 0; i < 5000 && atomic_load(&writing); i++)
-        usleep(1000);
-    if (ml_config.at_exit)
-        ml_dumper_snapshot_now("exit", NULL, 0);
+     * no half file, no temporary left behind; after this none starts. The
+     * wait is bounded, so a stuck writer cannot hold the exit hostage. */
+    atomic_store(&shutting_down, 1);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    if (pthread_mutex_timedlock(&dump_lock, &deadline) != 0)
+        return;
+    if (ml_config.at_exit) {
+        ml_self.busy++;
+        write_locked("exit", NULL, 0);
+        ml_self.busy--;
+    }
+    pthread_mutex_unlock(&dump_lock);
 }

@@ -11,6 +11,12 @@
 /* Installs the signal handler and starts the dumper thread. */
 void ml_dumper_start(void);
 
+/* When tracking could not start: takes the snapshot signal all the same,
+ * writing nothing, so `memledger snapshot` or a stray kill -USR2 cannot end
+ * the process (the signal's default action) where it would have written a
+ * snapshot had memledger started. The program's own handler still runs. */
+void ml_dumper_guard_signal(void);
+
 /* Wakes the dumper thread for background work (async-signal-safe: one
  * write(2) to an eventfd). */
 void ml_dumper_wake(void);

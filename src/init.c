@@ -16,6 +16,7 @@
 #include "modules.h"
 #include "python.h"
 #include "real.h"
+#include "sigchain.h"
 #include "stack_cache.h"
 #include "unwind_rules.h"
 #include "thread.h"
@@ -56,6 +57,7 @@ static void fork_child(void)
 __attribute__((constructor(101))) static void ml_init(void)
 {
     ml_real_resolve();
+    ml_sigchain_init();
     int expected = ML_OFF;
     if (!atomic_compare_exchange_strong(&ml_state, &expected, ML_STARTING))
         return;
@@ -76,6 +78,7 @@ __attribute__((constructor(101))) static void ml_init(void)
     if (!ml_ledger_init(ml_config.stacks)) {
         ml_warn("cannot map the stack table (%u stacks): %s; tracking is off", ml_config.stacks,
                 strerror(errno));
+        ml_dumper_guard_signal();
         atomic_store(&ml_state, ML_DISABLED);
         ml_self.busy--;
         return;

@@ -132,12 +132,23 @@ bool ml_ledger_init(uint32_t cap)
     infos = ml_sysmem_map((size_t)capacity * sizeof(info_t));
     words_store = ml_sysmem_map(words_cap * sizeof(uint64_t));
     bool ok = slots && infos && words_store;
-    for (int s = 0; s < ML_SHARDS; s++) {
+    for (int s = 0; s < ML_SHARDS && ok; s++) {
         ml_counts[s] = ml_sysmem_map((size_t)capacity * sizeof(ml_counts_t));
-        ok = ok && ml_counts[s];
+        ok = ml_counts[s] != NULL;
     }
-    if (!ok)
+    if (!ok) { /* give the address space back: the program runs on without us */
+        ml_sysmem_unmap(slots, nslots * sizeof(slot_t));
+        ml_sysmem_unmap(infos, (size_t)capacity * sizeof(info_t));
+        ml_sysmem_unmap(words_store, words_cap * sizeof(uint64_t));
+        for (int s = 0; s < ML_SHARDS; s++) {
+            ml_sysmem_unmap(ml_counts[s], (size_t)capacity * sizeof(ml_counts_t));
+            ml_counts[s] = NULL;
+        }
+        slots = NULL;
+        infos = NULL;
+        words_store = NULL;
         return false;
+    }
     release_key_ok = pthread_key_create(&release_key, release_shard) == 0;
     /* with the key, threads own shards from 0 up; without it all share the last */
     atomic_store_explicit(&shards_used, release_key_ok ? 0 : ML_SHARDS, memory_order_relaxed);

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #define MAX_LINE (64u << 20)
-#define MAX_FIELDS 4096
+/* The widest record the writer makes is the command line: 8 KiB of
+ * /proc/self/cmdline, so up to 8,192 (empty) arguments plus the key. */
+#define MAX_FIELDS 16384
 
 static const char *const domain_names[] = ML_DOMAIN_NAMES;
 
@@ -154,7 +156,35 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
 
 typedef struct {
     size_t headers, modules, frames, stacks;
+    uint32_t seen_keys, seen_domains; /* header lines that may appear once */
 } caps_t;
+
+/* Header keys with one value per snapshot: a second line of one is an
+ * error, not a silent overwrite (which also leaked the first value). */
+static const char *const single_keys[] = {"pid", "ppid", "exe", "cmdline", "time", "seq", "trigger",
+                                          "rss", "peak_rss", "sample_bytes", "depth", "stacks", "addresses"};
+
+static bool first_time(ctx_t *c, caps_t *cap, const char *k)
+{
+    for (size_t i = 0; i < sizeof single_keys / sizeof *single_keys; i++)
+        if (strcmp(k, single_keys[i]) == 0) {
+            if (cap->seen_keys & (1u << i))
+                return fail(c, "second '%s' header line", k);
+            cap->seen_keys |= 1u << i;
+        }
+    return true;
+}
+
+/* A time as the writer prints it: seconds.nanoseconds, digits only. */
+static bool parse_time(const char *s, double *out)
+{
+    size_t digits = strspn(s, "0123456789");
+    if (!digits || (s[digits] && (s[digits] != '.' || !s[digits + 1] ||
+                                  s[digits + 1 + strspn(s + digits + 1, "0123456789")])))
+        return false;
+    *out = strtod(s, NULL);
+    return true;
+}
 
 static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
 {
@@ -165,7 +195,9 @@ static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         return fail(c, "module number '%s' out of sequence", f[1]);
     if (!grow((void **)&s->modules, &cap->modules, s->nmodules, sizeof *s->modules))
         return fail(c, "out of memory");
-    ml_rmodule_t *m = &s->modules[s->nmodules];
+    /* counted at once: whatever is filled in is freed with the snapshot,
+     * even when a later field of the record is refused */
+    ml_rmodule_t *m = &s->modules[s->nmodules++];
     m->index = (uint32_t)idx;
     if (!num_u64(f[3], &m->bias, 16) || !num_u64(f[4], &m->size, 16))
         return fail(c, "bad module address or size");
@@ -175,10 +207,7 @@ static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
     for (const char *p = f[2]; strcmp(f[2], "-") && *p; p++)
         if (!strchr("0123456789abcdef", *p))
             return fail(c, "build-id '%s' is not lower-case hex", f[2]);
-    if (!field_str(c, f[2], &m->build_id, "build-id") || !field_str(c, f[6], &m->path, "module path"))
-        return false;
-    s->nmodules++;
-    return true;
+    return field_str(c, f[2], &m->build_id, "build-id") && field_str(c, f[6], &m->path, "module path");
 }
 
 static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
@@ -190,7 +219,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return fail(c, "frame number '%s' out of sequence", f[1]);
     if (!grow((void **)&s->frames, &cap->frames, s->nframes, sizeof *s->frames))
         return fail(c, "out of memory");
-    ml_rframe_t *fr = &s->frames[s->nframes];
+    ml_rframe_t *fr = &s->frames[s->nframes++]; /* counted at once, as modules */
     fr->module = -1;
     if (strcmp(f[2], "native") == 0) {
         fr->kind = ML_FRAME_NATIVE;
@@ -215,7 +244,6 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
             return fail(c, "bad line number '%s'", f[7]);
         fr->line = (int)line;
     }
-    s->nframes++;
     return true;
 }
 
@@ -225,7 +253,7 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return fail(c, "stack record has %zu fields, expected 8", n);
     if (!grow((void **)&s->stacks, &cap->stacks, s->nstacks, sizeof *s->stacks))
         return fail(c, "out of memory");
-    ml_rstack_t *st = &s->stacks[s->nstacks];
+    ml_rstack_t *st = &s->stacks[s->nstacks++]; /* counted at once, as modules */
     uint64_t id;
     if (!num_u64(f[1], &id, 10) || id > UINT32_MAX)
         return fail(c, "bad stack id '%s'", f[1]);
@@ -249,16 +277,13 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
             if (sp)
                 *sp = '\0';
             uint64_t fi;
-            if (!num_u64(p, &fi, 10) || fi >= s->nframes) {
-                s->nstacks++; /* so the frames array is freed */
+            if (!num_u64(p, &fi, 10) || fi >= s->nframes)
                 return fail(c, "stack %s refers to frame '%s', which is not defined before it", f[1], p);
-            }
             st->frames[i] = (uint32_t)fi;
             p = sp ? sp + 1 : p;
         }
         st->nframes = (uint32_t)k;
     }
-    s->nstacks++;
     return true;
 }
 
@@ -272,6 +297,8 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
     if (!h->key || !h->value)
         return fail(c, "out of memory");
     const char *k = f[0];
+    if (!first_time(c, cap, k))
+        return false;
     uint64_t u;
     int64_t i64;
     if (strcmp(k, "pid") == 0 || strcmp(k, "ppid") == 0 || strcmp(k, "seq") == 0) {
@@ -294,12 +321,8 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         if (n != 2 || !field_str(c, f[1], &s->trigger, "trigger"))
             return n == 2 ? false : fail(c, "bad trigger");
     } else if (strcmp(k, "time") == 0) {
-        char *end;
-        if (n != 2)
-            return fail(c, "bad time");
-        s->time = strtod(f[1], &end);
-        if (*end || s->time < 0)
-            return fail(c, "bad time '%s'", f[1]);
+        if (n != 2 || !parse_time(f[1], &s->time))
+            return fail(c, "bad time '%.40s' (seconds.nanoseconds)", n == 2 ? f[1] : "");
     } else if (strcmp(k, "cmdline") == 0) {
         size_t len = 1;
         for (size_t i = 1; i < n; i++)
@@ -324,6 +347,9 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         int d;
         if (n != 6 || (d = ml_domain_index(f[1])) < 0)
             return fail(c, "bad domain line");
+        if (cap->seen_domains & (1u << d))
+            return fail(c, "second 'domain' line for %s", f[1]);
+        cap->seen_domains |= 1u << d;
         if (!num_i64(f[2], &i64))
             return fail(c, "bad domain bytes");
         s->domain_live_bytes[d] = i64;
@@ -337,17 +363,24 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
 
 ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
 {
-    ctx_t c = {path, 0, err, errcap};
     FILE *fp = fopen(path, "r");
     if (!fp) {
         snprintf(err, errcap, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    ml_snapshot_t *s = ml_snapshot_read(fp, path, err, errcap);
+    fclose(fp);
+    return s;
+}
+
+ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap)
+{
+    ctx_t c = {path, 0, err, errcap};
     ml_snapshot_t *s = calloc(1, sizeof *s);
     char *line = NULL;
     size_t linecap = 0;
     char **f = malloc((MAX_FIELDS + 1) * sizeof *f);
-    caps_t cap = {0, 0, 0, 0};
+    caps_t cap = {0, 0, 0, 0, 0, 0};
     bool ok = s && f, ended = false;
     if (!ok)
         fail(&c, "out of memory");
@@ -432,15 +465,16 @@ ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
         }
         free(rest_copy);
     }
-    if (ok && c.line == 0)
+    if (ok && c.line == 0) {
+        c.line = 1;
         ok = fail(&c, "empty file");
+    }
     else if (ok && !ended) {
         c.line++;
         ok = fail(&c, "truncated: no end record");
     }
     free(line);
     free(f);
-    fclose(fp);
     if (!ok) {
         ml_snapshot_free(s);
         return NULL;

@@ -8,6 +8,8 @@
 #include "common.h"
 #include "format.h"
 
+#include <stdio.h>
+
 typedef struct {
     uint32_t index;
     char *build_id;        /* hex, NULL when the module had none */
@@ -65,6 +67,9 @@ typedef struct {
 /* Loads `path`. Returns NULL and writes "PATH:LINE: what is wrong" into err
  * on any problem. */
 ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap);
+/* The same from an open stream (the fuzzer reads from memory); `path` names
+ * it in errors. The stream is left open. */
+ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap);
 void ml_snapshot_free(ml_snapshot_t *s);
 
 /* Domain name <-> index (format.h's list); -1 when unknown. */

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -280,12 +281,34 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     ml_out_printf(o, "end\t%zu\t%zu\n", nrows, fr->n);
 }
 
+/* Creates the temporary file: never through a symlink (O_NOFOLLOW), never
+ * over an existing file (O_EXCL), mode 0600. The name carries a random part,
+ * so a file left by an earlier process with the same pid, or one planted in
+ * a shared directory, cannot block the snapshot. Returns the fd, or -1 with
+ * errno set. */
+static int create_temp(int dfd, pid_t pid, unsigned seq, char *name, size_t cap)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)attempt << 56);
+        }
+        ml_fmt(name, cap, ".memledger.%d.%u.%s.%08llx.tmp", (int)pid, seq, ML_SNAPSHOT_EXT,
+               (unsigned long long)(r & 0xffffffffffull));
+        int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
 int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger,
                       char *path_out, size_t cap)
 {
-    char tmp[4200], final[4200];
-    ml_fmt(tmp, sizeof tmp, "%s/.memledger.%d.%u.%s.tmp", dir, (int)pid, seq, ML_SNAPSHOT_EXT);
-    ml_fmt(final, sizeof final, "%s/memledger.%d.%u.%s", dir, (int)pid, seq, ML_SNAPSHOT_EXT);
+    char tmp[128], final[128];
+    ml_fmt(final, sizeof final, "memledger.%d.%u.%s", (int)pid, seq, ML_SNAPSHOT_EXT);
 
     uint32_t gen = ml_modules_sync(true);
     (void)gen;
@@ -295,7 +318,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
     uint32_t *nfids = calloc((size_t)nids + 1, sizeof *nfids);
     frames_t fr = {0};
     ml_out_t *o = malloc(sizeof *o);
-    int err = 0, fd = -1;
+    int err = 0, fd = -1, dfd = -1;
     size_t nrows = 0;
     if (!rows || !fids || !nfids || !o || !frames_init(&fr, 4096)) {
         err = ENOMEM;
@@ -346,7 +369,15 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
         nrows++;
     }
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* Every step is relative to one open descriptor of the directory, so a
+     * directory renamed or replaced mid-write cannot split the temporary
+     * file from its final name. */
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        err = errno;
+        goto out;
+    }
+    fd = create_temp(dfd, pid, seq, tmp, sizeof tmp);
     if (fd < 0) {
         err = errno;
         goto out;
@@ -358,17 +389,19 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
     if (close(fd) != 0 && !err)
         err = errno;
     fd = -1;
-    if (!err && rename(tmp, final) != 0)
+    if (!err && renameat(dfd, tmp, dfd, final) != 0)
         err = errno;
     if (err)
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
     else if (path_out)
-        ml_fmt(path_out, cap, "%s", final);
+        ml_fmt(path_out, cap, "%s/%s", dir, final);
 out:
     if (fd >= 0) {
         close(fd);
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
     }
+    if (dfd >= 0)
+        close(dfd);
     if (fids)
         for (size_t i = 0; i < nrows; i++)
             free(fids[i]);

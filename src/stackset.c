@@ -250,10 +250,10 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
         }
         ml_sval_t *v = &set->values[si][uid - 1];
         v->present = true;
-        v->live_bytes += st->live_bytes;
-        v->live_count += st->live_count;
-        v->total_bytes += st->total_bytes;
-        v->total_count += st->total_count;
+        v->live_bytes = ml_sat_add(v->live_bytes, st->live_bytes);
+        v->live_count = ml_sat_add(v->live_count, st->live_count);
+        v->total_bytes = ml_sat_add(v->total_bytes, st->total_bytes);
+        v->total_count = ml_sat_add(v->total_count, st->total_count);
     }
     free(fuid);
     return (int)si;

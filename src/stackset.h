@@ -34,6 +34,16 @@ typedef struct {
 
 typedef struct ml_stackset ml_stackset_t;
 
+/* Figures are summed with this: it stops at INT64_MAX (or INT64_MIN)
+ * rather than wrapping, so a hostile file cannot overflow a total. */
+static inline int64_t ml_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 ml_stackset_t *ml_stackset_new(void);
 void ml_stackset_free(ml_stackset_t *set);
 

@@ -1,9 +1,11 @@
 """mltest — what the integration tests share: where the build is, running a
 program under the ledger, reading snapshots through the memledger CLI, and
 finding the line a LEAK marker sits on. Assertions stay in the tests."""
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,9 +18,36 @@ PROGRAMS = os.path.join(BUILD, "test")
 SOURCE = os.path.abspath(os.path.dirname(__file__))
 
 
+_made_dirs = []
+_failed = False
+
+
 def fail(msg):
+    global _failed
+    _failed = True
     print("FAIL: " + msg, file=sys.stderr)
+    if _made_dirs:
+        print("(kept for a look: %s)" % " ".join(_made_dirs), file=sys.stderr)
     sys.exit(1)
+
+
+@atexit.register
+def _clean():
+    """Scratch directories go when the test passes (ML_KEEP=1 keeps them)."""
+    if _failed or os.environ.get("ML_KEEP"):
+        return
+    for d in _made_dirs:
+        for root, dirs, _ in os.walk(d):
+            for x in dirs:
+                try:
+                    os.chmod(os.path.join(root, x), 0o700)
+                except OSError:
+                    pass
+        try:
+            os.chmod(d, 0o700)
+        except OSError:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def check(cond, msg):
@@ -27,7 +56,9 @@ def check(cond, msg):
 
 
 def snapdir(prefix="mltest."):
-    return tempfile.mkdtemp(prefix=prefix)
+    d = tempfile.mkdtemp(prefix=prefix)
+    _made_dirs.append(d)
+    return d
 
 
 def run_under(cmd, snap_dir, extra_env=None, preload=None, timeout=300, check_rc=True):
@@ -152,3 +183,74 @@ def stacks_at(report, function):
 
 def leftover_temp_files(snap_dir):
     return [f for f in os.listdir(snap_dir) if f.endswith(".tmp")]
+
+
+def unescape_field(s):
+    """A snapshot string field as text (docs/format.md: '-' is absent)."""
+    if s == "-":
+        return None
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\", "-": "-"}[s[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def read_snapshot(path):
+    """Parses a snapshot file directly (independently of the CLI): a dict
+    with 'headers' (key -> list of field lists), 'modules', 'frames' and
+    'stacks' (each stack with its domain, figures, and frame dicts,
+    innermost first). Stacks are as written: duplicates are not summed."""
+    snap = {"headers": {}, "modules": [], "frames": [], "stacks": []}
+    with open(path) as f:
+        lines = f.read().split("\n")
+    check(lines[-1] == "", "%s does not end in a newline" % path)
+    lines = lines[:-1]
+    check(lines and lines[0] == "memledger-snapshot\t1", "%s: bad magic line" % path)
+    for line in lines[1:]:
+        f = line.split("\t")
+        if f[0] == "module":
+            snap["modules"].append({"index": int(f[1]), "build_id": unescape_field(f[2]),
+                                    "state": f[5], "path": unescape_field(f[6])})
+        elif f[0] == "frame":
+            mod = None if f[3] == "-" else snap["modules"][int(f[3])]
+            snap["frames"].append({"kind": f[2], "module": mod and mod["path"],
+                                   "module_state": mod and mod["state"],
+                                   "function": unescape_field(f[5]), "file": unescape_field(f[6]),
+                                   "line": None if f[7] == "-" else int(f[7])})
+        elif f[0] == "stack":
+            frames = [] if f[7] == "-" else [snap["frames"][int(i)] for i in f[7].split(" ")]
+            snap["stacks"].append({"id": int(f[1]), "domain": f[2], "live_bytes": int(f[3]),
+                                   "live_count": int(f[4]), "total_bytes": int(f[5]),
+                                   "total_count": int(f[6]), "frames": frames})
+        elif f[0] == "end":
+            check(int(f[1]) == len(snap["stacks"]) and int(f[2]) == len(snap["frames"]),
+                  "%s: end record disagrees" % path)
+            snap["complete"] = True
+        else:
+            snap["headers"].setdefault(f[0], []).append(f[1:])
+    check(snap.get("complete"), "%s has no end record" % path)
+    return snap
+
+
+def header(snap, key, name=None):
+    """The fields of header `key` (for `problem`/`domain`, the line named `name`)."""
+    for fields in snap["headers"].get(key, []):
+        if name is None or fields[0] == name:
+            return fields if name is None else fields[1:]
+    return None
+
+
+def snapshots_of(snap_dir, pid=None):
+    """Snapshot files in snap_dir (of pid, when given), in sequence order."""
+    out = []
+    for f in os.listdir(snap_dir):
+        m = re.match(r"memledger\.(\d+)\.(\d+)\.snap$", f)
+        if m and (pid is None or int(m.group(1)) == pid):
+            out.append((int(m.group(1)), int(m.group(2)), os.path.join(snap_dir, f)))
+    return [p for _, _, p in sorted(out)]

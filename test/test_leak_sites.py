@@ -1,6 +1,7 @@
 """Every allocation function leaks at a known line: the diff of two
 snapshots gives each site its exact bytes and count, the churn nets zero.
 Modes: plain; --jemalloc (libjemalloc2 preloaded behind the ledger);
+--tcmalloc (gperftools' libtcmalloc preloaded behind the ledger);
 --exec (started through /bin/sh, so the preload crosses an exec)."""
 import os
 import sys
@@ -24,11 +25,15 @@ if mode == "--jemalloc":
     jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
     check(os.path.exists(jemalloc), "libjemalloc2 is not installed")
     preload = LIB + ":" + jemalloc
+elif mode == "--tcmalloc":
+    tcmalloc = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
+    check(os.path.exists(tcmalloc), "libgoogle-perftools4 is not installed")
+    preload = LIB + ":" + tcmalloc
 elif mode == "--exec":
     cmd = ["/bin/sh", "-c", PROG + "; true"]
 p = run_under(cmd, d, preload=preload)
-if mode == "--jemalloc":
-    check("allocator jemalloc" in p.stdout, "jemalloc did not serve the program: " + p.stdout)
+if mode in ("--jemalloc", "--tcmalloc"):
+    check("allocator " + mode[2:] in p.stdout, "%s did not serve the program: %s" % (mode[2:], p.stdout))
 snaps = sorted(f for f in os.listdir(d) if f.endswith(".snap"))
 pids = {f.split(".")[1] for f in snaps}
 check(len(snaps) == 2 and len(pids) == 1, "expected two snapshots of one process, got %s" % snaps)

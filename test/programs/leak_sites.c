@@ -89,7 +89,9 @@ static void round_of_leaks(void)
 int main(void)
 {
     /* which allocator serves memory: the jemalloc test checks this */
-    printf("allocator %s\n", dlsym(RTLD_DEFAULT, "mallctl") ? "jemalloc" : "other");
+    printf("allocator %s\n", dlsym(RTLD_DEFAULT, "mallctl")     ? "jemalloc"
+                              : dlsym(RTLD_DEFAULT, "tc_malloc") ? "tcmalloc"
+                                                                 : "other");
     fflush(stdout);
     round_of_leaks(); /* every stack exists before the first snapshot */
     snapshot_wait(1);

@@ -1,0 +1,164 @@
+"""Faults the library meets and survives, each with the program running on
+to its own end:
+- the stack table full (MEMLEDGER_STACKS=1024, 4096 distinct stacks): the
+  stacks beyond it are charged to the overflow stack, counted in
+  `problem stack_table_full`, and live bytes stay exact;
+- the ledger's memory unobtainable at start (RLIMIT_AS): one line, tracking
+  off, and the address space it tried for given back to the program;
+- the address table unable to grow mid-run (RLIMIT_AS): allocations it
+  cannot record are counted in `problem address_table_full`, and what it
+  recorded plus what it dropped is exactly what the program allocated;
+- MEMLEDGER_DIR missing, read-only, or full (the file size limit, with
+  SIGXFSZ at its default action; and a full tmpfs where one can be mounted):
+  one line on stderr, exit status 0, no file of any kind left behind."""
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+
+from mltest import *
+
+PROG = os.path.join(PROGRAMS, "faults")
+
+
+def run(mode, d, env=None, preexec=None, wrap=()):
+    e = dict(os.environ, LD_PRELOAD=LIB, MEMLEDGER_DIR=d)
+    e.update(env or {})
+    p = subprocess.run(list(wrap) + [PROG, mode], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=300, preexec_fn=preexec)
+    return p, (json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 and p.stdout.strip() else None)
+
+
+# ---- the stack table full ----
+d = snapdir()
+p, out = run("stacks", d, {"MEMLEDGER_STACKS": "1024"})
+check(out and out["allocations"] == 8192, "stacks: %s\n%s" % (p.returncode, p.stderr))
+first, second = snapshots_of(d)
+s1, s2 = read_snapshot(first), read_snapshot(second)
+used, cap, overflowed = (int(x) for x in header(s2, "stacks"))
+check(cap == 1024 and used == 1024, "stacks header: %d used of %d" % (used, cap))
+full1 = int(header(s1, "problem", "stack_table_full")[0])
+full2 = int(header(s2, "problem", "stack_table_full")[0])
+r = diff_json(first, second)
+named = stacks_at(r, "many_stacks_leaf")
+over = [s for s in r["stacks"] if not s["frames"]]
+check(len(over) == 1, "expected one overflow stack to grow, got %d" % len(over))
+grown = sum(s["growth_bytes"] for s in named) + over[0]["growth_bytes"]
+count = sum(s["growth_count"] for s in named) + over[0]["growth_count"]
+check((grown, count) == (8192 * 100, 8192),
+      "named + overflow stacks grew %d bytes in %d, the program allocated %d in %d" % (grown, count, 8192 * 100, 8192))
+check(full2 - full1 == over[0]["growth_count"],
+      "stack_table_full rose by %d, but %d allocations were charged to the overflow stack"
+      % (full2 - full1, over[0]["growth_count"]))
+check(overflowed == full2, "stacks header says %d overflowed, problem line %d" % (overflowed, full2))
+text = cli("top", second, "-n", "0").stdout
+check("stack table full" in text, "top does not explain the overflow stack")
+print("ok: table of 1024 full; %d allocations at %d named stacks + %d on the overflow stack = 8192 x 100 B"
+      % (count - over[0]["growth_count"], len(named), over[0]["growth_count"]))
+
+# ---- no memory for the ledger at start ----
+d = snapdir()
+limit = 800 << 20  # room for the program and its 512 MiB, not for a leaked 512 MiB table too
+
+
+def low_as():
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+# the largest table config.h allows: gigabytes of address space
+with open(os.path.join(SOURCE, "..", "src", "config.h")) as f:
+    max_stacks = re.search(r"#define ML_MAX_STACKS (\w+)", f.read()).group(1)
+max_stacks = str(eval(max_stacks.replace("u", "")))
+p, out = run("quiet_big", d, {"MEMLEDGER_STACKS": max_stacks}, preexec=low_as)
+check(p.returncode == 0 and out and out["big"] == 1,
+      "with the ledger's memory refused the program did not run on: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+lines = p.stderr.splitlines()
+check(len(lines) == 1 and lines[0].startswith("memledger: cannot map the stack table (%s stacks)" % max_stacks)
+      and lines[0].endswith("tracking is off"), "expected one line saying tracking is off, got %r" % p.stderr)
+check(os.listdir(d) == [], "files written with tracking off: %s" % os.listdir(d))
+print("ok: ledger memory refused -> one line, tracking off, the program ran and allocated its 512 MiB")
+
+# ---- the address table cannot grow ----
+d = snapdir()
+p, out = run("nomem", d)
+check(out and out["allocations"] == 200000, "nomem: exit %d\n%s" % (p.returncode, p.stderr))
+first, second = snapshots_of(d)
+dropped = (int(header(read_snapshot(second), "problem", "address_table_full")[0]) -
+           int(header(read_snapshot(first), "problem", "address_table_full")[0]))
+r = diff_json(first, second)
+leaf = stacks_at(r, "nomem_leaf")
+tracked = sum(s["growth_count"] for s in leaf)
+check(dropped > 0, "the address table never ran out of room: the test proves nothing")
+check(tracked + dropped == 200000,
+      "%d allocations tracked + %d dropped != the 200000 the program made" % (tracked, dropped))
+check(sum(s["growth_bytes"] for s in leaf) == 24 * tracked, "tracked bytes are not 24 per allocation")
+print("ok: address table starved: %d tracked + %d counted as address_table_full = 200000" % (tracked, dropped))
+
+
+# ---- snapshot directories that cannot be written ----
+def expect_refused(d, p, out, why, where=None):
+    where = where or d
+    check(p.returncode == 0 and out and out["done"] == 1,
+          "%s: the program did not run on: exit %d\n%s%s" % (why, p.returncode, p.stdout, p.stderr))
+    lines = p.stderr.splitlines()
+    want = "memledger: cannot write snapshot 1 into %s (MEMLEDGER_DIR): %s; the program runs on" % (where, why)
+    check(lines == [want], "expected one line %r, got %r" % (want, p.stderr))
+
+
+AT_EXIT = {"MEMLEDGER_AT_EXIT": "1"}  # three snapshots asked for, the last one from exit()
+
+base = snapdir()
+missing = os.path.join(base, "missing")
+p, out = run("quiet", missing, AT_EXIT)
+expect_refused(missing, p, out, "No such file or directory")
+check(os.listdir(base) == [], "a missing directory was created or written: %s" % os.listdir(base))
+print("ok: missing MEMLEDGER_DIR -> one line, exit 0, nothing created")
+
+ro = snapdir()
+os.chmod(ro, 0o555)
+wrap = ()
+if os.geteuid() == 0:
+    # root writes anywhere: drop the capabilities that let it, so the
+    # directory's mode decides as it does for everyone else
+    check(shutil.which("setpriv"), "setpriv (util-linux) is needed to run as root without DAC override")
+    wrap = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--")
+p, out = run("quiet", ro, AT_EXIT, wrap=wrap)
+expect_refused(ro, p, out, "Permission denied")
+check(os.listdir(ro) == [], "files in a read-only directory: %s" % os.listdir(ro))
+print("ok: read-only MEMLEDGER_DIR -> one line, exit 0, nothing written")
+
+full = snapdir()
+
+
+def small_files():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+
+
+p, out = run("quiet", full, AT_EXIT, preexec=small_files)
+expect_refused(full, p, out, "File too large")
+check(os.listdir(full) == [], "partial files left in a full directory: %s" % os.listdir(full))
+print("ok: full MEMLEDGER_DIR (RLIMIT_FSIZE, SIGXFSZ at its default) -> one line, exit 0, no partial file")
+
+# a really full file system: a 16 KiB tmpfs in a private mount namespace
+tiny = snapdir()
+probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs \"$0\"", tiny],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+if probe.returncode != 0:
+    print("note: no tmpfs can be mounted here (%s); ENOSPC is covered by RLIMIT_FSIZE above only"
+          % probe.stderr.strip())
+else:
+    # the preload starts inside: unshare(CLONE_NEWUSER) refuses a process
+    # that has threads, and memledger's own thread would be one. The file
+    # system is filled first, then what is left in it is listed from inside.
+    script = ('mount -t tmpfs -o size=16k tmpfs "$0" && (head -c 1M /dev/zero >"$0/fill" 2>/dev/null; true) && '
+              '(LD_PRELOAD="$ML_LIB" "$@"); rc=$?; echo "left: $(ls -A "$0" | grep -vx fill)"; exit $rc')
+    e = dict(os.environ, LD_PRELOAD="", ML_LIB=LIB, MEMLEDGER_DIR=tiny, **AT_EXIT)
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", script, tiny, PROG, "quiet"], env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=300)
+    out_lines = p.stdout.strip().splitlines()
+    check(len(out_lines) == 2 and out_lines[1].rstrip() == "left:", "files left in the full file system: %r" % p.stdout)
+    expect_refused(tiny, subprocess.CompletedProcess(p.args, p.returncode, out_lines[0], p.stderr),
+                   json.loads(out_lines[0]), "No space left on device")
+    print("ok: full MEMLEDGER_DIR (a full 16 KiB tmpfs) -> one line, exit 0, no partial file")
