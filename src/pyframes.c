@@ -26,9 +26,14 @@
  * is stopped in an allocation, so the interpreter is not changing it
  * underneath (frames are linked only once initialised, and unlinked before
  * they are cleared). Each pointer followed must be non-null and aligned,
- * each code object must carry PyCode_Type, and a walk stops after
- * MAX_FRAMES frames, so a chain that is not what it should be ends the
- * walk rather than being trusted. */
+ * each code object must carry PyCode_Type (checked when the thread first
+ * meets it; its per-thread memo in ml_self then vouches for it until a code
+ * object is freed), and a walk stops after MAX_FRAMES frames, so a chain
+ * that is not what it should be ends the walk rather than being trusted.
+ *
+ * Cost: per frame, four or five loads and no call while the memo answers;
+ * the merged stack's ledger id then comes from pystacks.h when seen
+ * recently, without merging, hashing or probing the ledger. */
 #include "pyframes.h"
 #include "capture.h"
 #include "config.h"

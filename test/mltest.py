@@ -156,18 +156,6 @@ def growth_at(report, script, line):
     return found, sum(s["growth_bytes"] for s in found)
 
 
-def header(snap, key):
-    """The fields of the first header line `key` of a snapshot, or None."""
-    with open(snap) as f:
-        for line in f:
-            fields = line.rstrip("\n").split("\t")
-            if fields[0] == key:
-                return fields[1:]
-            if fields[0] in ("module", "frame", "stack", "end"):
-                return None
-    return None
-
-
 def within(measured, truth, tolerance=0.10):
     return abs(measured - truth) <= tolerance * truth
 

@@ -52,9 +52,10 @@ TABLE = {
                            expect_triggers("signal")),
     "MEMLEDGER_UNWIND": (GENERIC + ["dwarf", "FP"], expect_header("unwind", "mode", "auto")),
     "MEMLEDGER_REDACT_CMDLINE": (GENERIC + ["2", "redact"], expect_cmdline_kept),
-    # read by the Python and CUDA support (issues 3 and 4); this build only
-    # reserves the names, so any value passes without a word
-    "MEMLEDGER_PYTHON": None,
+    # a program that is not CPython runs as it would with the default (1)
+    "MEMLEDGER_PYTHON": (GENERIC + ["2", "python"], expect_snapshots(2)),
+    # read by the CUDA support (issue 4); this build only reserves the name,
+    # so any value passes without a word
     "MEMLEDGER_CUDA": None,
 }
 

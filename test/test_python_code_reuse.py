@@ -25,15 +25,16 @@ check(reused > 0, "no code object address came back (%s): this run shows nothing
 pid = int(sorted(f for f in os.listdir(d) if f.endswith(".snap"))[0].split(".")[1])
 base, head = snap_path(d, pid, 1), snap_path(d, pid, 2)
 report = diff_json(base, head)
+B, H = read_snapshot(base), read_snapshot(head)
 for i in range(n):
     stacks, grown = growth_at(report, "gen_%d.py" % i, 2)
     truth = (i + 1) * 10000
     check(within(grown, truth, 0.01), "gen_%d.py:2 grew %d bytes, it leaked %d" % (i, grown, truth))
     for s in stacks:
         check(script_frames(s, "gen_%d.py" % i)[0]["function"] == "f", "gen_%d.py: function %s" % (i, s))
-forgotten = int(header(head, "python_code")[1]) - int(header(base, "python_code")[1])
+forgotten = int(header(H, "python_code")[1]) - int(header(B, "python_code")[1])
 if unseen:
-    check(header(head, "python_pymem") == ["-"], "python_pymem %s under PYTHONMALLOC=malloc" % header(head, "python_pymem"))
+    check(header(H, "python_pymem") == ["-"], "python_pymem %s under PYTHONMALLOC=malloc" % header(H, "python_pymem"))
     # retired when their address came back with another code object
     check(forgotten >= reused, "only %d code objects retired over %d addresses reused" % (forgotten, reused))
 else:

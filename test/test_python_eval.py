@@ -20,7 +20,7 @@ def eval_header(python):
     run_under([python, "-c", "pass"], d, extra_env={"MEMLEDGER_AT_EXIT": "1"})
     snaps = [f for f in os.listdir(d) if f.endswith(".snap")]
     check(len(snaps) == 1, "expected the exit snapshot, got %s" % snaps)
-    h = header(os.path.join(d, snaps[0]), "python_eval")
+    h = header(read_snapshot(os.path.join(d, snaps[0])), "python_eval")
     check(h and len(h) == 4, "python_eval header: %s" % h)
     return [int(x, 16) if x != "-" else None for x in h]
 

@@ -25,6 +25,7 @@ check(not [l for l in p.stderr.splitlines() if l.startswith("memledger:")],
 pid = int(sorted(f for f in os.listdir(d) if f.endswith(".snap"))[0].split(".")[1])
 base, head = snap_path(d, pid, 1), snap_path(d, pid, 2)
 report = diff_json(base, head)
+B, H = read_snapshot(base), read_snapshot(head)
 
 expect = {"bytes": ("leak_bytes", sizes["bytes"]), "cycle": ("leak_cycle", sizes["cycle"]),
           "closure": ("make_callback", sizes["closure"]), "thread": ("thread_work", sizes["thread"])}
@@ -56,11 +57,11 @@ check(any(nm.endswith("_bootstrap_inner") for nm in names), "the thread's stack 
 
 want_version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                               stdout=subprocess.PIPE, text=True).stdout.strip()
-check(header(head, "python_version") == [want_version],
-      "python_version %s, the interpreter is %s" % (header(head, "python_version"), want_version))
-check(header(head, "python_frames") == ["on"], "python_frames %s" % header(head, "python_frames"))
-check(header(head, "python_pymem") == ["raw", "mem", "obj"], "python_pymem %s" % header(head, "python_pymem"))
-gc1, gc2 = header(base, "python_gc"), header(head, "python_gc")
+check(header(H, "python_version") == [want_version],
+      "python_version %s, the interpreter is %s" % (header(H, "python_version"), want_version))
+check(header(H, "python_frames") == ["on"], "python_frames %s" % header(H, "python_frames"))
+check(header(H, "python_pymem") == ["raw", "mem", "obj"], "python_pymem %s" % header(H, "python_pymem"))
+gc1, gc2 = header(B, "python_gc"), header(H, "python_gc")
 check(gc1 and gc2 and gc2[0] == "0", "python_gc should say disabled: %s" % gc2)
 # with gc off nothing is collected: generation 0 counts every leaked container
 check(int(gc2[1]) - int(gc1[1]) >= 2 * n, "gc generation 0 count went %s -> %s over %d cycles and closures"
