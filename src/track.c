@@ -137,3 +137,40 @@ void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size
     ml_sample_weight(size, &b, &c);
     ml_ledger_uncount_free(id, b, c);
 }
+
+/* ml_track_alloc with the stack taken by `stack` (see track.h). It repeats
+ * ml_track_alloc rather than sharing a body with it, so the malloc hot
+ * path keeps its direct, inlinable call to ml_capture_stack. */
+void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size, ml_stack_fn stack)
+{
+    if (!stack) {
+        ml_track_alloc(t, domain, p, size);
+        return;
+    }
+    uint64_t rate = ml_sample_rate;
+    if (rate) {
+        if (ML_UNLIKELY(!ml_self.sample_left))
+            ml_self.sample_left = next_gap(rate);
+        ml_self.sample_left -= (int64_t)(size ? size : 1);
+        if (ML_LIKELY(ml_self.sample_left > 0))
+            return;
+        ml_self.sample_left = next_gap(rate);
+    }
+    uint32_t id = stack(domain);
+    uint32_t old_id;
+    uint64_t old_size, b, c;
+    switch (ml_addrtab_insert(t, (uintptr_t)p, id, size, &old_id, &old_size)) {
+    case ML_ADDR_DROPPED:
+        return;
+    case ML_ADDR_REPLACED:
+        ml_sample_weight(old_size, &b, &c);
+        ml_ledger_count_free(old_id, b, c);
+        break;
+    case ML_ADDR_NEW:
+        if (rate)
+            filter_add(p, 1);
+        break;
+    }
+    ml_sample_weight(size, &b, &c);
+    ml_ledger_count_alloc(id, b, c);
+}
