@@ -117,6 +117,8 @@ void *ml_cuda_next(enum ml_cu_export e)
     void *f = atomic_load_explicit(&next_fn[e], memory_order_acquire);
     if (ML_LIKELY(f))
         return f;
+    /* the loader may allocate (a dlerror message): not the program's */
+    bool entered = ml_enter();
     f = dlsym(RTLD_NEXT, exports[e].name);
     if (!f) {
         /* libcuda loaded with RTLD_LOCAL is not in the global scope: ask
@@ -132,6 +134,8 @@ void *ml_cuda_next(enum ml_cu_export e)
         if (h)
             f = ml_real_dlsym()(h, exports[e].name);
     }
+    if (entered)
+        ml_leave();
     if (f && !ml_capture_is_self((uintptr_t)f))
         atomic_store_explicit(&next_fn[e], f, memory_order_release);
     else
@@ -154,8 +158,9 @@ static int decide(void)
         return ML_CUDA_BY_CUPTI;
     ml_warn("MEMLEDGER_CUDA=cupti: %s; recording CUDA allocations with the driver hooks instead", why);
 #else
-    ml_warn("MEMLEDGER_CUDA=cupti: this memledger was built without CUPTI support (no CUDA toolkit "
-            "found at build time); recording CUDA allocations with the driver hooks instead");
+    ml_warn("MEMLEDGER_CUDA=cupti: this memledger was built without the CUPTI backend (no CUDA toolkit "
+            "headers at build time, or -DMEMLEDGER_CUPTI=OFF); recording CUDA allocations with the driver "
+            "hooks instead");
 #endif
     return ML_CUDA_BY_HOOKS;
 }

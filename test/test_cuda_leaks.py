@@ -8,10 +8,11 @@ Usage: test_cuda_leaks.py MODE [OPTION]
   MODE: linked (the program links libcuda), dlsym (dlopen + dlsym),
         gpa (cuGetProcAddress_v2), gpa_v1 (cuGetProcAddress, 11.x)
   --unexported   cuGetProcAddress hands out unexported copies
-  --off          MEMLEDGER_CUDA=off: nothing recorded, nothing wrapped
+  --off          `memledger run --cuda off`: nothing recorded, nothing wrapped
   --cupti        MEMLEDGER_CUDA=cupti over the stand-in CUPTI
   --cupti-busy   the same with a profiler already subscribed: falls back
   --cupti-real=DIR  the toolkit's libcupti from DIR, on the stand-in driver
+  --cupti-unbuilt   MEMLEDGER_CUDA=cupti in a build without the CUPTI backend
 """
 import os
 import sys
@@ -56,12 +57,14 @@ env = {}
 if opt == "--unexported":
     env["FAKECUDA_GPA_PRIVATE"] = "1"
 elif opt == "--off":
-    env["MEMLEDGER_CUDA"] = "off"
+    cmd = [CLI, "run", "--cuda", "off", "--"] + cmd
 elif opt in ("--cupti", "--cupti-busy"):
     env["MEMLEDGER_CUDA"] = "cupti"
     libpath.append(FAKECUPTI)
     if opt == "--cupti-busy":
         env["FAKECUPTI_OTHER_SUBSCRIBER"] = "1"
+elif opt == "--cupti-unbuilt":
+    env["MEMLEDGER_CUDA"] = "cupti"
 elif opt.startswith("--cupti-real="):
     env["MEMLEDGER_CUDA"] = "cupti"
     libpath.append(opt.split("=", 1)[1])
@@ -110,6 +113,9 @@ if opt == "--cupti-busy":
 elif opt.startswith("--cupti-real"):
     # the toolkit's libcupti needs the real driver's private interfaces
     check("MEMLEDGER_CUDA=cupti: cuptiSubscribe failed" in p.stderr and "driver hooks instead" in p.stderr,
+          "no clear fallback message: %r" % p.stderr)
+elif opt == "--cupti-unbuilt":
+    check("built without the CUPTI backend" in p.stderr and "driver hooks instead" in p.stderr,
           "no clear fallback message: %r" % p.stderr)
 else:
     check("memledger:" not in p.stderr, "unexpected message: %r" % p.stderr)
