@@ -299,6 +299,8 @@ static void header(ml_out_t *o)
         [ML_CUDA_BY_CUPTI] = "cupti", [ML_CUDA_BY_NONE] = "off",
     };
     int b = atomic_load_explicit(&ml_cuda_backend, memory_order_acquire);
+    if (ml_config.cuda == ML_CUDA_OFF)
+        b = ML_CUDA_BY_NONE; /* whether or not the driver was ever touched */
     ml_out_printf(o, "cuda\tbackend\t%s\tbound\t%u\n", names[b], atomic_load(&bound));
     ml_out_printf(o, "problem\tcuda_unwrapped\t%llu\n", (unsigned long long)atomic_load(&ml_cuda_unwrapped));
     ml_out_printf(o, "problem\tcuda_vmm_table_full\t%llu\n",

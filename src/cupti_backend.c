@@ -271,7 +271,7 @@ static void *load(void)
 {
     static const char *const names[] = {
         "libcupti.so",
-        "libcupti.so." ML_CUPTI_SOVERSION,
+        ("libcupti.so." ML_CUPTI_SOVERSION),
 #ifdef ML_CUPTI_PATH
         ML_CUPTI_PATH,
 #endif
