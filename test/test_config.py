@@ -52,10 +52,12 @@ TABLE = {
                            expect_triggers("signal")),
     "MEMLEDGER_UNWIND": (GENERIC + ["dwarf", "FP"], expect_header("unwind", "mode", "auto")),
     "MEMLEDGER_REDACT_CMDLINE": (GENERIC + ["2", "redact"], expect_cmdline_kept),
-    # read by the Python and CUDA support (issues 3 and 4); this build only
-    # reserves the names, so any value passes without a word
+    # read by the Python support (issue 3); this build only reserves the
+    # name, so any value passes without a word
     "MEMLEDGER_PYTHON": None,
-    "MEMLEDGER_CUDA": None,
+    # the default, auto, in a program that never touches CUDA ("off" would
+    # show as off)
+    "MEMLEDGER_CUDA": (GENERIC + ["OFF", "hook", "cupti "], expect_header("cuda", "backend", "unused")),
 }
 
 # the table covers every variable config.c knows
