@@ -127,6 +127,47 @@ const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap)
     return buf;
 }
 
+bool cli_list_push(cli_list_t *l, const char *s)
+{
+    const char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return false;
+    l->v = nv;
+    l->v[l->n++] = s;
+    return true;
+}
+
+const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap)
+{
+    char h[32];
+    ml_human_size(h, sizeof h, bytes);
+    snprintf(buf, cap, "%s%s", sign && bytes > 0 ? "+" : "", h);
+    return buf;
+}
+
+bool cli_color(FILE *out, const char *mode)
+{
+    if (mode && strcmp(mode, "always") == 0)
+        return true;
+    if (mode && strcmp(mode, "never") == 0)
+        return false;
+    const char *no = getenv("NO_COLOR");
+    return !(no && *no) && isatty(fileno(out));
+}
+
+const char *cli_frame_name(const ml_sframe_t *f, char *buf, size_t cap)
+{
+    if (f->function)
+        snprintf(buf, cap, "%s", f->function);
+    else if (f->kind == ML_FRAME_NATIVE && f->module)
+        snprintf(buf, cap, "%s+0x%llx", base_name(f->module), (unsigned long long)f->offset);
+    else if (f->kind == ML_FRAME_NATIVE)
+        snprintf(buf, cap, "0x%llx", (unsigned long long)f->offset);
+    else
+        snprintf(buf, cap, "?");
+    return buf;
+}
+
 bool cli_find_library(char *out, size_t cap)
 {
     const char *env = getenv("MEMLEDGER_LIB");
