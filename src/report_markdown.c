@@ -1,9 +1,10 @@
 /* report_markdown.c — `memledger diff --format markdown`: a heading that
  * says pass or fail, one summary line, and a table of the rows that grew,
  * for a CI job summary ($GITHUB_STEP_SUMMARY) or a pull-request comment.
- * Every string from a snapshot is escaped: markdown punctuation with a
- * backslash, and <, >, & as entities, so a function named <script> is text
- * wherever the markdown is rendered. */
+ * Every string from a snapshot is escaped: the characters that mean
+ * something inside a table cell (\ ` * _ [ ] | ~ $) with a backslash, and
+ * <, >, & as entities, so a function named <script> is text wherever the
+ * markdown is rendered. */
 #include "cli_util.h"
 #include "diff_report.h"
 
@@ -19,7 +20,7 @@ static void md(FILE *out, const char *s)
         case '&': fputs("&amp;", out); break;
         case '\n': case '\r': case '\t': fputc(' ', out); break;
         default:
-            if (strchr("\\`*_{}[]()#+-.!|~\"'", *p))
+            if (strchr("\\`*_[]|~$", *p))
                 fputc('\\', out);
             fputc(*p, out);
         }

@@ -1,14 +1,14 @@
 /* growth_phases.c — the three shapes memory takes in a service after
  * warm-up, at known sizes, for the "only grows" tests:
  *   a cache of CACHE_SLOTS entries of CACHE_BYTES that fills up and then
- *     only replaces: WARM_REQUESTS fill part of it during warm-up, the
- *     first round fills the rest, the second adds nothing;
+ *     only replaces: warm-up fills part of it, the first round the rest,
+ *     the second adds nothing. Entries are strdup'ed, so the allocation's
+ *     innermost frame is the C library's and the user's code (cache_put)
+ *     is one frame out;
  *   a steady churn: a ring of CHURN_SLOTS buffers, one replaced per
  *     request, and a temporary per request: the same live bytes at every
  *     snapshot;
- *   a real leak: every request keeps a copy of its payload (strdup, so the
- *     allocation's innermost frame is the C library's and the user's code
- *     is one frame out).
+ *   a real leak: every request keeps LEAK_BYTES (keep_copy's malloc).
  * Requests alternate between two entry points, serve_get (even ids) and
  * serve_post (odd ids), so each site has two stacks; a cache or ring slot
  * is always refilled from the same one. Warm-up and the two rounds run
@@ -34,14 +34,13 @@ static char *cache[CACHE_SLOTS];
 static char *ring[CHURN_SLOTS];
 static char **kept;
 static size_t nkept;
-static char payload[LEAK_BYTES];
+static char entry[CACHE_BYTES];
 
 NOINLINE static void cache_put(long id)
 {
     size_t slot = (size_t)id % CACHE_SLOTS;
     free(cache[slot]); /* a full cache replaces: it stops growing */
-    cache[slot] = malloc(CACHE_BYTES); /* LEAK:cache */
-    memset(cache[slot], 1, CACHE_BYTES);
+    cache[slot] = strdup(entry); /* LEAK:cache */
 }
 
 NOINLINE static void churn(long id)
@@ -56,7 +55,9 @@ NOINLINE static void churn(long id)
 
 NOINLINE static void keep_copy(void)
 {
-    kept[nkept++] = strdup(payload); /* LEAK:leak */
+    char *copy = malloc(LEAK_BYTES); /* LEAK:leak */
+    memset(copy, 'x', LEAK_BYTES);
+    kept[nkept++] = copy;
 }
 
 NOINLINE static void handle(long id)
@@ -84,7 +85,7 @@ NOINLINE static void serve(int requests)
 int main(void)
 {
     static const int phases[] = {WARM_REQUESTS, ROUND_REQUESTS, ROUND_REQUESTS};
-    memset(payload, 'x', LEAK_BYTES - 1);
+    memset(entry, 'c', CACHE_BYTES - 1);
     kept = malloc((WARM_REQUESTS + 2 * ROUND_REQUESTS) * sizeof *kept);
     for (int p = 0; p < 3; p++) {
         serve(phases[p]);
