@@ -15,6 +15,8 @@ static const struct {
     {"snapshot", cmd_snapshot, "ask a running process for a snapshot, print its path"},
     {"top", cmd_top, "show the stacks holding the most live memory in a snapshot"},
     {"diff", cmd_diff, "show the stacks whose live memory grew between snapshots"},
+    {"watch", cmd_watch, "snapshot a process every few seconds, show what keeps growing"},
+    {"export", cmd_export, "write a snapshot, or its growth, as pprof, collapsed stacks or HTML"},
 };
 
 static void help(FILE *out)

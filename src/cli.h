@@ -7,5 +7,7 @@ int cmd_run(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 #endif

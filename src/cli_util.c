@@ -76,19 +76,25 @@ void cli_json_str(FILE *out, const char *s)
         return;
     }
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
+    /* runs of characters that need no escape go out in one write */
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+            continue;
+        if (p > run)
+            fwrite(run, 1, (size_t)(p - run), out);
+        if (!c)
+            break;
+        switch (c) {
         case '"': fputs("\\\"", out); break;
         case '\\': fputs("\\\\", out); break;
         case '\n': fputs("\\n", out); break;
         case '\r': fputs("\\r", out); break;
         case '\t': fputs("\\t", out); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
+        default: fprintf(out, "\\u%04x", c);
         }
+        run = p + 1;
     }
     fputc('"', out);
 }
@@ -128,6 +134,49 @@ const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap)
         snprintf(buf, cap, "%s%lld B", plus, (long long)bytes);
     else
         snprintf(buf, cap, "%s%lld B (%s%s)", plus, (long long)bytes, plus, human);
+    return buf;
+}
+
+bool cli_list_push(cli_list_t *l, const char *s)
+{
+    const char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return false;
+    l->v = nv;
+    l->v[l->n++] = s;
+    return true;
+}
+
+const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap)
+{
+    char h[32];
+    ml_human_size(h, sizeof h, bytes);
+    snprintf(buf, cap, "%s%s", sign && bytes > 0 ? "+" : "", h);
+    return buf;
+}
+
+bool cli_color(FILE *out, const char *mode)
+{
+    if (mode && strcmp(mode, "always") == 0)
+        return true;
+    if (mode && strcmp(mode, "never") == 0)
+        return false;
+    const char *no = getenv("NO_COLOR");
+    return !(no && *no) && isatty(fileno(out));
+}
+
+const char *cli_frame_name(const ml_sframe_t *f, char *buf, size_t cap)
+{
+    if (f->cython && f->function)
+        snprintf(buf, cap, "%s (Cython: %s)", f->cython, f->function);
+    else if (f->function)
+        snprintf(buf, cap, "%s", f->function);
+    else if (f->kind == ML_FRAME_NATIVE && f->module)
+        snprintf(buf, cap, "%s+0x%llx", base_name(f->module), (unsigned long long)f->offset);
+    else if (f->kind == ML_FRAME_NATIVE)
+        snprintf(buf, cap, "0x%llx", (unsigned long long)f->offset);
+    else
+        snprintf(buf, cap, "?");
     return buf;
 }
 

@@ -33,6 +33,26 @@ void cli_json_frame(FILE *out, const ml_sframe_t *f);
 /* Signed exact bytes with a human-readable size beside: "+1048576 B (+1.0 MiB)". */
 const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap);
 
+/* A growing list of option values (--include, --exclude). */
+typedef struct {
+    const char **v;
+    size_t n;
+} cli_list_t;
+/* Appends s (not copied); false when out of memory. */
+bool cli_list_push(cli_list_t *l, const char *s);
+
+/* A human size, signed when asked: "+1.7 MiB", "-512 B", "0 B". */
+const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap);
+
+/* Whether output to `out` gets ANSI colours. `mode` is --color's value:
+ * "always", "never", or "auto"/NULL: only on a terminal, and never when the
+ * NO_COLOR environment variable is set to anything non-empty. */
+bool cli_color(FILE *out, const char *mode);
+
+/* A frame's name alone: its function, or "module+0xoffset" (native) or "?"
+ * when unknown. */
+const char *cli_frame_name(const ml_sframe_t *f, char *buf, size_t cap);
+
 /* Where libmemledger.so is, next to or installed beside this executable;
  * MEMLEDGER_LIB overrides. Returns false when not found. */
 bool cli_find_library(char *out, size_t cap);

@@ -1,10 +1,14 @@
 /* cmd_diff.c — `memledger diff BASE HEAD [MORE...]`: the stacks whose live
  * memory grew, matched across snapshots by address-free identity, so the
- * snapshots may come from one process or from two different ones. */
+ * snapshots may come from one process or from two different ones; and the
+ * CI thresholds. The computation is growth.c's, the formats report_*.c's:
+ * this file reads options and snapshots and decides the exit status. */
 #include "cli.h"
 #include "cli_util.h"
+#include "diff_report.h"
 #include "units.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,51 +17,59 @@ static const char usage[] =
     "Usage: memledger diff BASE HEAD [MORE...] [OPTIONS]\n"
     "\n"
     "Shows the call stacks whose live memory grew from BASE to the last snapshot,\n"
-    "largest growth first. With three or more snapshots, stacks that grew in every\n"
-    "interval are marked 'only grows': the signature of a leak, as opposed to a\n"
-    "cache or pool that grew once and stopped.\n"
+    "largest growth first. The snapshots may come from one process or from two\n"
+    "(a base build and a PR build): stacks are matched by module build-id and\n"
+    "offset, and by Python file, function and line, never by address. With three\n"
+    "or more snapshots, stacks that grew in every interval are marked 'only\n"
+    "grows': the signature of a leak, where a cache or a pool that filled during\n"
+    "some intervals and then stopped is not.\n"
     "\n"
     "Options:\n"
-    "  -n, --limit N          show N stacks (text default 10; json default all; 0 = all)\n"
-    "      --domain D         only domain D: malloc, python, cuda (cuda.* too), ...\n"
-    "      --format text|json output format (default text)\n"
-    "  -h, --help             show this help\n"
+    "  -n, --limit N            show N rows (text and markdown: 10; json: all; 0 = all)\n"
+    "      --domain D           only domain D: malloc, python, cuda (cuda.* too), ...\n"
+    "      --group-by HOW       stack (default), line or function: add up the stacks\n"
+    "                           whose innermost frame of user code is at the same\n"
+    "                           line or in the same function (see docs/cli.md)\n"
+    "      --include PATTERN    only stacks with a frame whose function, file or\n"
+    "                           module matches the glob PATTERN (repeatable)\n"
+    "      --exclude PATTERN    leave out stacks with a frame that matches (repeatable)\n"
+    "      --min-growth SIZE    hide rows that grew by less than SIZE (e.g. 64KiB)\n"
+    "      --fail-above SIZE    exit 1 when any one row grew by more than SIZE\n"
+    "      --fail-total-above SIZE|PCT\n"
+    "                           exit 1 when the live bytes of the selected stacks\n"
+    "                           grew by more than SIZE, or PCT of BASE (e.g. 75%)\n"
+    "      --format FMT         text (default), json or markdown\n"
+    "      --color WHEN         auto (default: on a terminal, unless NO_COLOR is set),\n"
+    "                           always or never\n"
+    "  -h, --help               show this help\n"
     "\n"
-    "Exit status: 0 done; 2 bad usage or an unreadable snapshot.\n";
+    "Sizes take B, KiB, MiB, GiB (1024-based). Thresholds see every selected row,\n"
+    "whatever --limit and --min-growth hide.\n"
+    "\n"
+    "Exit status: 0 done (and no threshold crossed); 1 a threshold was crossed;\n"
+    "2 bad usage or an unreadable snapshot.\n";
 
-typedef struct {
-    uint32_t uid;
-    int64_t growth_bytes, growth_count, live_bytes, live_count;
-    bool only_grows;
-} row_t;
-
-static int by_growth(const void *a, const void *b)
-{
-    const row_t *x = a, *y = b;
-    if (x->growth_bytes != y->growth_bytes)
-        return x->growth_bytes < y->growth_bytes ? 1 : -1;
-    if (x->growth_count != y->growth_count)
-        return x->growth_count < y->growth_count ? 1 : -1;
-    return x->uid < y->uid ? -1 : x->uid > y->uid;
-}
-
-static void json_snapshot(const ml_snapshot_t *s)
-{
-    printf("{\"path\":");
-    cli_json_str(stdout, s->path);
-    printf(",\"pid\":%ld,\"seq\":%ld,\"time\":%.6f,\"rss\":%llu,\"sample_bytes\":%llu}", s->pid, s->seq,
-           s->time, (unsigned long long)s->rss, (unsigned long long)s->sample_bytes);
-}
+enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN };
 
 int cmd_diff(int argc, char **argv)
 {
+    enum { O_DOMAIN = 256, O_FORMAT, O_GROUP, O_INCLUDE, O_EXCLUDE, O_MIN, O_ABOVE, O_TOTAL, O_COLOR };
     static const struct option opts[] = {
-        {"limit", required_argument, NULL, 'n'}, {"domain", required_argument, NULL, 'D'},
-        {"format", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    uint64_t limit = 0;
-    bool limit_set = false, json = false;
-    const char *domain = NULL;
-    int c;
+        {"limit", required_argument, NULL, 'n'},         {"domain", required_argument, NULL, O_DOMAIN},
+        {"format", required_argument, NULL, O_FORMAT},   {"group-by", required_argument, NULL, O_GROUP},
+        {"include", required_argument, NULL, O_INCLUDE}, {"exclude", required_argument, NULL, O_EXCLUDE},
+        {"min-growth", required_argument, NULL, O_MIN},  {"fail-above", required_argument, NULL, O_ABOVE},
+        {"fail-total-above", required_argument, NULL, O_TOTAL},
+        {"color", required_argument, NULL, O_COLOR},     {"colour", required_argument, NULL, O_COLOR},
+        {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
+    uint64_t limit = 0, min_growth = 0;
+    bool limit_set = false;
+    int format = FMT_TEXT;
+    const char *color = NULL;
+    cli_list_t inc = {NULL, 0}, exc = {NULL, 0};
+    ml_growth_opts_t gopts = {.group_by = ML_GROUP_STACK};
+    ml_diff_report_t r = {0};
+    int c, status = ML_EXIT_OK;
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
         switch (c) {
@@ -66,16 +78,58 @@ int cmd_diff(int argc, char **argv)
                 return cli_usage("diff", "--limit '%s' is not a number", optarg);
             limit_set = true;
             break;
-        case 'D':
+        case O_DOMAIN:
             if (!ml_domain_filter_valid(optarg))
                 return cli_usage("diff", "--domain '%s' is not a domain (malloc, python, cuda, "
                                          "cuda.managed, cuda.host, cuda.vmm)", optarg);
-            domain = optarg;
+            gopts.domain = optarg;
             break;
-        case 'f':
-            if (strcmp(optarg, "json") && strcmp(optarg, "text"))
-                return cli_usage("diff", "--format must be text or json, not '%s'", optarg);
-            json = strcmp(optarg, "json") == 0;
+        case O_FORMAT:
+            if (strcmp(optarg, "text") == 0)
+                format = FMT_TEXT;
+            else if (strcmp(optarg, "json") == 0)
+                format = FMT_JSON;
+            else if (strcmp(optarg, "markdown") == 0 || strcmp(optarg, "md") == 0)
+                format = FMT_MARKDOWN;
+            else
+                return cli_usage("diff", "--format must be text, json or markdown, not '%s'", optarg);
+            break;
+        case O_GROUP:
+            if (strcmp(optarg, "stack") == 0)
+                gopts.group_by = ML_GROUP_STACK;
+            else if (strcmp(optarg, "line") == 0)
+                gopts.group_by = ML_GROUP_LINE;
+            else if (strcmp(optarg, "function") == 0)
+                gopts.group_by = ML_GROUP_FUNCTION;
+            else
+                return cli_usage("diff", "--group-by must be stack, line or function, not '%s'", optarg);
+            break;
+        case O_INCLUDE:
+        case O_EXCLUDE:
+            if (!*optarg)
+                return cli_usage("diff", "--%s needs a pattern", c == O_INCLUDE ? "include" : "exclude");
+            if (!cli_list_push(c == O_INCLUDE ? &inc : &exc, optarg)) {
+                cli_error("out of memory");
+                return ML_EXIT_FAIL;
+            }
+            break;
+        case O_MIN:
+            if (!ml_parse_size(optarg, &min_growth))
+                return cli_usage("diff", "--min-growth '%s' is not a size (4096, 64KiB, 1MiB)", optarg);
+            break;
+        case O_ABOVE:
+            if (!ml_limit_parse(optarg, false, &r.fail_above))
+                return cli_usage("diff", "--fail-above '%s' is not a size (50MiB, 1GiB, 4096)", optarg);
+            break;
+        case O_TOTAL:
+            if (!ml_limit_parse(optarg, true, &r.fail_total))
+                return cli_usage("diff", "--fail-total-above '%s' is not a size (50MiB) or a percentage (75%%)",
+                                 optarg);
+            break;
+        case O_COLOR:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never"))
+                return cli_usage("diff", "--color must be auto, always or never, not '%s'", optarg);
+            color = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -85,17 +139,26 @@ int cmd_diff(int argc, char **argv)
         }
     }
     int nsnap = argc - optind;
-    if (nsnap < 2)
+    if (nsnap < 2) {
+        free(inc.v);
+        free(exc.v);
         return cli_usage("diff", "expected at least two snapshots (BASE HEAD)");
+    }
     if (!limit_set)
-        limit = json ? 0 : 10;
+        limit = format == FMT_JSON ? 0 : 10;
+    gopts.include = inc.v;
+    gopts.ninclude = inc.n;
+    gopts.exclude = exc.v;
+    gopts.nexclude = exc.n;
 
     ml_snapshot_t **snaps = calloc((size_t)nsnap, sizeof *snaps);
     ml_stackset_t *set = ml_stackset_new();
-    int status = ML_EXIT_OK;
-    if (!snaps || !set) {
+    ml_growth_t *g = set ? ml_growth_new(set, &gopts) : NULL;
+    ml_growth_row_t *grown = NULL;
+    if (!snaps || !g) {
         cli_error("out of memory");
-        return ML_EXIT_FAIL;
+        status = ML_EXIT_FAIL;
+        goto out;
     }
     for (int i = 0; i < nsnap; i++) {
         snaps[i] = cli_load(argv[optind + i]);
@@ -103,7 +166,7 @@ int cmd_diff(int argc, char **argv)
             status = ML_EXIT_USAGE;
             goto out;
         }
-        if (ml_stackset_add(set, snaps[i]) < 0) {
+        if (ml_stackset_add(set, snaps[i]) < 0 || !ml_growth_feed(g, (size_t)i)) {
             cli_error("out of memory reading %s", argv[optind + i]);
             status = ML_EXIT_FAIL;
             goto out;
@@ -115,101 +178,74 @@ int cmd_diff(int argc, char **argv)
                       snaps[0]->path, (unsigned long long)snaps[0]->sample_bytes, snaps[i]->path,
                       (unsigned long long)snaps[i]->sample_bytes);
 
-    size_t n = ml_stackset_nstacks(set), k = 0;
-    row_t *rows = calloc(n + 1, sizeof *rows);
-    int64_t grown = 0, grown_count = 0;
-    int64_t dom_base[ML_DOM_COUNT] = {0}, dom_head[ML_DOM_COUNT] = {0};
-    for (int d = 0; d < ML_DOM_COUNT; d++) {
-        dom_base[d] = snaps[0]->domain_live_bytes[d];
-        dom_head[d] = snaps[nsnap - 1]->domain_live_bytes[d];
+    size_t nall;
+    const ml_growth_row_t *rows = ml_growth_rows(g, &nall);
+    grown = calloc(nall + 1, sizeof *grown);
+    if (!rows || !grown) {
+        cli_error("out of memory");
+        status = ML_EXIT_FAIL;
+        goto out;
     }
-    for (uint32_t u = 0; u < n; u++) {
-        const ml_sstack_t *st = ml_stackset_stack(set, u);
-        if (!ml_domain_matches(st->domain, domain))
+    for (size_t i = 0; i < nall; i++) {
+        if (rows[i].growth_bytes <= 0 && rows[i].growth_count <= 0)
             continue;
-        ml_sval_t first = ml_stackset_value(set, 0, u), last = ml_stackset_value(set, (size_t)nsnap - 1, u);
-        row_t r = {u, last.live_bytes - first.live_bytes, last.live_count - first.live_count,
-                   last.live_bytes, last.live_count, true};
-        for (int i = 1; i < nsnap; i++)
-            if (ml_stackset_value(set, (size_t)i, u).live_bytes <=
-                ml_stackset_value(set, (size_t)i - 1, u).live_bytes)
-                r.only_grows = false;
-        if (r.growth_bytes <= 0 && r.growth_count <= 0)
+        if (!r.largest && rows[i].growth_bytes > 0)
+            r.largest = &rows[i];
+        if (rows[i].growth_bytes < 0 || (uint64_t)rows[i].growth_bytes < min_growth) {
+            r.hidden++;
             continue;
-        rows[k++] = r;
-        grown = ml_sat_add(grown, r.growth_bytes);
-        grown_count = ml_sat_add(grown_count, r.growth_count);
+        }
+        grown[r.nrows++] = rows[i];
+        r.grown_bytes = ml_sat_add(r.grown_bytes, rows[i].growth_bytes);
+        r.grown_count = ml_sat_add(r.grown_count, rows[i].growth_count);
+        r.only_grows += ml_growth_only_grows(&rows[i]);
     }
-    qsort(rows, k, sizeof *rows, by_growth);
-    size_t show = limit && limit < k ? limit : k;
-    char b1[64], b2[64], b3[64], fb[2048];
-    if (json) {
-        printf("{\"snapshots\":[");
-        for (int i = 0; i < nsnap; i++) {
-            if (i)
-                putchar(',');
-            json_snapshot(snaps[i]);
-        }
-        printf("],\"domain\":");
-        cli_json_str(stdout, domain);
-        printf(",\"growth_bytes\":%lld,\"growth_count\":%lld,\"stacks\":[", (long long)grown,
-               (long long)grown_count);
-        for (size_t i = 0; i < show; i++) {
-            const ml_sstack_t *st = ml_stackset_stack(set, rows[i].uid);
-            printf("%s{\"growth_bytes\":%lld,\"growth_count\":%lld,\"live_bytes\":%lld,\"live_count\":%lld,"
-                   "\"only_grows\":%s,\"domain\":\"%s\",\"frames\":[",
-                   i ? "," : "", (long long)rows[i].growth_bytes, (long long)rows[i].growth_count,
-                   (long long)rows[i].live_bytes, (long long)rows[i].live_count,
-                   rows[i].only_grows ? "true" : "false", ml_domain_name(st->domain));
-            for (uint32_t f = 0; f < st->nframes; f++) {
-                if (f)
-                    putchar(',');
-                cli_json_frame(stdout, ml_stackset_frame(set, st->frames[f]));
-            }
-            printf("]}");
-        }
-        printf("]}\n");
-    } else {
-        const ml_snapshot_t *b = snaps[0], *h = snaps[nsnap - 1];
-        if (b->pid == h->pid)
-            printf("memledger diff: %d snapshots of pid %ld over %.1f s (seq %ld -> %ld)\n", nsnap, b->pid,
-                   h->time - b->time, b->seq, h->seq);
-        else
-            printf("memledger diff: %d snapshots, base pid %ld, head pid %ld\n", nsnap, b->pid, h->pid);
-        for (int d = 0; d < ML_DOM_COUNT; d++) {
-            if (!dom_base[d] && !dom_head[d])
-                continue;
-            if (!ml_domain_matches(d, domain))
-                continue;
-            printf("  %-13s live %s -> %s  (%s)\n", ml_domain_name(d), cli_bytes(dom_base[d], false, b1, sizeof b1),
-                   cli_bytes(dom_head[d], false, b2, sizeof b2),
-                   cli_bytes(dom_head[d] - dom_base[d], true, b3, sizeof b3));
-        }
-        if (!k)
-            printf("\nNo stack grew.\n");
-        else
-            printf("\n%zu stack%s grew: %s and %+lld allocations in all%s\n", k, k == 1 ? "" : "s",
-                   cli_bytes(grown, true, b1, sizeof b1), (long long)grown_count,
-                   nsnap >= 3 ? "; 'only grows' marks growth in every interval" : "");
-        for (size_t i = 0; i < show; i++) {
-            const ml_sstack_t *st = ml_stackset_stack(set, rows[i].uid);
-            printf("\n#%zu  %s  %+lld allocations  %s  (live %s in %lld)%s\n", i + 1,
-                   cli_bytes(rows[i].growth_bytes, true, b1, sizeof b1), (long long)rows[i].growth_count,
-                   ml_domain_name(st->domain), cli_bytes(rows[i].live_bytes, false, b2, sizeof b2),
-                   (long long)rows[i].live_count, nsnap >= 3 && rows[i].only_grows ? "  [only grows]" : "");
-            if (!st->nframes)
-                printf("    [no frames: stack table full, see docs/config.md MEMLEDGER_STACKS]\n");
-            for (uint32_t f = 0; f < st->nframes; f++)
-                printf("    %s\n", cli_frame_text(ml_stackset_frame(set, st->frames[f]), true, fb, sizeof fb));
-        }
-        if (show < k)
-            printf("\n... %zu more stacks grew (use -n 0 to see all)\n", k - show);
+    r.snaps = (const ml_snapshot_t *const *)snaps;
+    r.nsnaps = (size_t)nsnap;
+    r.set = set;
+    r.rows = grown;
+    r.show = limit && limit < r.nrows ? limit : r.nrows;
+    ml_growth_totals(g, &r.total_first, &r.total_last);
+    r.group_by = gopts.group_by;
+    r.domain = gopts.domain;
+    r.include = inc.v;
+    r.ninclude = inc.n;
+    r.exclude = exc.v;
+    r.nexclude = exc.n;
+    r.min_growth = min_growth;
+    r.above_crossed = r.largest && ml_limit_crossed(&r.fail_above, 0, r.largest->growth_bytes);
+    r.total_crossed = ml_limit_crossed(&r.fail_total, r.total_first.live_bytes, r.total_last.live_bytes);
+    r.color = format == FMT_TEXT && cli_color(stdout, color);
+    if (format == FMT_JSON)
+        ml_report_json(stdout, &r);
+    else if (format == FMT_MARKDOWN)
+        ml_report_markdown(stdout, &r);
+    else
+        ml_report_text(stdout, &r);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("cannot write the report: %s", strerror(errno));
+        status = ML_EXIT_FAIL;
+    } else if (r.above_crossed || r.total_crossed) {
+        char lim[48], b[32];
+        if (r.above_crossed)
+            cli_error("threshold crossed: a %s grew by %s, more than --fail-above %s",
+                      r.group_by == ML_GROUP_STACK ? "stack" : "group",
+                      cli_human(r.largest->growth_bytes, false, b, sizeof b),
+                      ml_limit_text(&r.fail_above, lim, sizeof lim));
+        if (r.total_crossed)
+            cli_error("threshold crossed: live bytes grew by %s, more than --fail-total-above %s",
+                      cli_human(r.total_last.live_bytes - r.total_first.live_bytes, false, b, sizeof b),
+                      ml_limit_text(&r.fail_total, lim, sizeof lim));
+        status = ML_EXIT_FAIL;
     }
-    free(rows);
 out:
+    free(grown);
+    ml_growth_free(g);
     ml_stackset_free(set);
-    for (int i = 0; i < nsnap; i++)
+    for (int i = 0; snaps && i < nsnap; i++)
         ml_snapshot_free(snaps[i]);
     free(snaps);
+    free(inc.v);
+    free(exc.v);
     return status;
 }

@@ -27,6 +27,8 @@ static const char usage[] =
     "      --sample SIZE     sample about one allocation per SIZE bytes, e.g. 512KiB\n"
     "                        (MEMLEDGER_SAMPLE_BYTES; default 0: every allocation)\n"
     "      --depth N         native frames per stack (MEMLEDGER_DEPTH; default 64)\n"
+    "      --cuda MODE       CUDA allocations: auto, hooks, cupti or off (MEMLEDGER_CUDA;\n"
+    "                        see docs/cuda.md)\n"
     "  -h, --help            show this help\n";
 
 int cmd_run(int argc, char **argv)
@@ -35,7 +37,8 @@ int cmd_run(int argc, char **argv)
         {"dir", required_argument, NULL, 'd'},    {"signal", required_argument, NULL, 's'},
         {"interval", required_argument, NULL, 'i'}, {"at-exit", no_argument, NULL, 'e'},
         {"sample", required_argument, NULL, 'S'}, {"depth", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"cuda", required_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     optind = 1;
@@ -73,6 +76,12 @@ int cmd_run(int argc, char **argv)
             if (!ml_parse_u64_range(optarg, 1, ML_MAX_DEPTH, &v))
                 return cli_usage("run", "--depth '%s' is not a number from 1 to %d", optarg, ML_MAX_DEPTH);
             setenv("MEMLEDGER_DEPTH", optarg, 1);
+            break;
+        case 'C':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "hooks") != 0 && strcmp(optarg, "cupti") != 0 &&
+                strcmp(optarg, "off") != 0)
+                return cli_usage("run", "--cuda '%s' is not one of auto, hooks, cupti, off", optarg);
+            setenv("MEMLEDGER_CUDA", optarg, 1);
             break;
         case 'h':
             fputs(usage, stdout);

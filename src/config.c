@@ -166,6 +166,7 @@ void ml_config_load(void)
     c->unwind = ML_UNWIND_AUTO;
     c->redact_cmdline = false;
     c->python = true;
+    c->cuda = ML_CUDA_AUTO;
 
     load_bool("MEMLEDGER_ENABLE", &c->enabled);
     load_dir();
@@ -217,5 +218,18 @@ void ml_config_load(void)
 
     load_bool("MEMLEDGER_REDACT_CMDLINE", &c->redact_cmdline);
     load_bool("MEMLEDGER_PYTHON", &c->python);
+
+    v = env("MEMLEDGER_CUDA");
+    if (v) {
+        static const char *const modes[] = {[ML_CUDA_AUTO] = "auto", [ML_CUDA_HOOKS] = "hooks",
+                                            [ML_CUDA_CUPTI] = "cupti", [ML_CUDA_OFF] = "off"};
+        size_t i = 0;
+        while (i < ML_ARRAY_LEN(modes) && strcmp(v, modes[i]) != 0)
+            i++;
+        if (i < ML_ARRAY_LEN(modes))
+            c->cuda = (enum ml_cuda_mode)i;
+        else
+            bad("MEMLEDGER_CUDA", v, "one of auto, hooks, cupti, off", "using auto");
+    }
     warn_unknown();
 }

@@ -9,6 +9,8 @@
 #include <limits.h>
 
 enum ml_unwind_kind { ML_UNWIND_AUTO, ML_UNWIND_FP, ML_UNWIND_LIBUNWIND };
+/* MEMLEDGER_CUDA: how CUDA allocations are seen (docs/cuda.md). */
+enum ml_cuda_mode { ML_CUDA_AUTO, ML_CUDA_HOOKS, ML_CUDA_CUPTI, ML_CUDA_OFF };
 
 typedef struct {
     bool enabled;              /* MEMLEDGER_ENABLE, default on */
@@ -22,6 +24,7 @@ typedef struct {
     enum ml_unwind_kind unwind;/* MEMLEDGER_UNWIND */
     bool redact_cmdline;       /* MEMLEDGER_REDACT_CMDLINE */
     bool python;               /* MEMLEDGER_PYTHON: PyMem hooks and Python frames */
+    enum ml_cuda_mode cuda;    /* MEMLEDGER_CUDA */
 } ml_config_t;
 
 #define ML_DEFAULT_DEPTH 64

@@ -10,6 +10,9 @@
 #include "capture.h"
 #include "common.h"
 #include "config.h"
+#ifdef ML_WITH_CUDA
+#include "cuda_entry.h"
+#endif
 #include "dumper.h"
 #include "io.h"
 #include "ledger.h"
@@ -88,6 +91,9 @@ __attribute__((constructor(101))) static void ml_init(void)
     if (!ml_track_init())
         ml_warn("cannot map the sampling filter; tracking every allocation instead");
     ml_capture_init();
+#ifdef ML_WITH_CUDA
+    ml_cuda_init();
+#endif
     ml_ledger_set_generation_fn(generation_nowait);
     ml_python_init();
     ml_modules_sync(true);

@@ -93,3 +93,27 @@ void ml_real_resolve(void)
     __atomic_store_n(&ml_real.malloc, r.malloc, __ATOMIC_RELEASE);
     resolving--;
 }
+
+/* dlsym's versions: the libc.so.6 one since glibc 2.34, then libdl's on
+ * x86-64 and on aarch64. */
+static const char *const dlsym_versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"};
+static _Atomic(ml_dlsym_fn) real_dlsym;
+
+ml_dlsym_fn ml_real_dlsym(void)
+{
+    ml_dlsym_fn f = atomic_load_explicit(&real_dlsym, memory_order_acquire);
+    if (ML_LIKELY(f))
+        return f;
+    /* RTLD_NEXT first (the definition after ours), then the global scope
+     * (memledger loaded by dlopen): neither holds a versioned dlsym of ours. */
+    void *const scopes[] = {RTLD_NEXT, RTLD_DEFAULT};
+    for (size_t s = 0; s < 2 && !f; s++)
+        for (size_t i = 0; i < sizeof dlsym_versions / sizeof *dlsym_versions && !f; i++)
+            f = (ml_dlsym_fn)dlvsym(scopes[s], "dlsym", dlsym_versions[i]);
+    if (!f) {
+        ml_warn("cannot find the real dlsym (dlvsym found no version of it); aborting");
+        abort();
+    }
+    atomic_store_explicit(&real_dlsym, f, memory_order_release);
+    return f;
+}

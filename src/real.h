@@ -32,6 +32,12 @@ void ml_real_resolve(void);
 /* True while the calling thread is inside ml_real_resolve. */
 bool ml_real_resolving(void);
 
+/* The dlsym that memledger's own dlsym (shim/dlsym.c) forwards to, found
+ * with dlvsym, which memledger does not hook. Never NULL: without it no
+ * program could run, so failing to find it aborts with a message. */
+typedef void *(*ml_dlsym_fn)(void *handle, const char *name);
+ml_dlsym_fn ml_real_dlsym(void);
+
 /* Bootstrap arena: serves allocations made before the real functions exist. */
 void *ml_bootstrap_alloc(size_t size, size_t align);
 #define ML_BOOT_SIZE (64 * 1024)

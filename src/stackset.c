@@ -20,8 +20,14 @@ typedef struct {
     size_t cap, n;
 } map_t;
 
+typedef struct {
+    char *build_id, *path;
+} smodule_t;
+
 struct ml_stackset {
     map_t fmap, smap;
+    smodule_t *modules;     /* module names, owned, shared by the frames */
+    size_t nmodules;
     char **fkeys;           /* identity string per frame uid */
     ml_sframe_t *frames;
     size_t nframes, frames_cap;
@@ -71,8 +77,14 @@ void ml_stackset_free(ml_stackset_t *set)
     for (size_t i = 0; i < set->nframes; i++) {
         free(set->fkeys[i]);
         free((char *)set->frames[i].function);
+        free((char *)set->frames[i].file);
         free((char *)set->frames[i].cython);
     }
+    for (size_t i = 0; i < set->nmodules; i++) {
+        free(set->modules[i].build_id);
+        free(set->modules[i].path);
+    }
+    free(set->modules);
     for (size_t i = 0; i < set->nstacks; i++)
         free(set->stacks[i].frames);
     for (size_t i = 0; i < set->nsnaps; i++)
@@ -102,8 +114,47 @@ static char *frame_key(const ml_snapshot_t *snap, const ml_rframe_t *f)
     return r < 0 ? NULL : k;
 }
 
+static bool same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        *ok = false;
+    return d;
+}
+
+/* Fills map[i] with the set's copy of the snapshot's module i, copying the
+ * modules it has not seen (modules are few: a linear search). Frames keep
+ * pointers to the strings, never into the array, which may move. */
+static bool add_modules(ml_stackset_t *set, const ml_snapshot_t *snap, uint32_t *map)
+{
+    smodule_t *nm = realloc(set->modules, (set->nmodules + snap->nmodules + 1) * sizeof *nm);
+    if (!nm)
+        return false;
+    set->modules = nm;
+    for (size_t i = 0; i < snap->nmodules; i++) {
+        const ml_rmodule_t *r = &snap->modules[i];
+        size_t j = 0;
+        while (j < set->nmodules && !(same(set->modules[j].build_id, r->build_id) && same(set->modules[j].path, r->path)))
+            j++;
+        map[i] = (uint32_t)j;
+        if (j < set->nmodules)
+            continue;
+        bool ok = true;
+        smodule_t *m = &set->modules[set->nmodules];
+        m->build_id = dup_or_null(r->build_id, &ok);
+        m->path = dup_or_null(r->path, &ok);
+        set->nmodules++;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* Returns the frame's uid (+1), 0 on out of memory. */
-static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, const ml_rframe_t *f)
+static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, const uint32_t *modmap,
+                             const ml_rframe_t *f)
 {
     char *key = frame_key(snap, f);
     if (!key)
@@ -135,22 +186,28 @@ static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, cons
         }
         set->frames_cap = nc;
     }
-    uint32_t u = (uint32_t)set->nframes++;
-    set->fkeys[u] = key;
-    ml_sframe_t *sf = &set->frames[u];
-    memset(sf, 0, sizeof *sf);
-    sf->kind = f->kind;
-    sf->function = f->function ? ml_demangle(f->function) : NULL;
-    sf->file = f->file; /* owned by the snapshot, which outlives the set */
-    sf->line = f->line;
-    sf->offset = f->offset;
+    bool ok = true;
+    ml_sframe_t sf = {.kind = f->kind, .line = f->line, .offset = f->offset};
+    sf.function = f->function ? ml_demangle(f->function) : NULL;
+    sf.file = dup_or_null(f->file, &ok);
     char py[512];
     if (f->kind == ML_FRAME_NATIVE && f->function && ml_cython_name(f->function, py, sizeof py))
-        sf->cython = strdup(py);
-    if (f->module >= 0) {
-        sf->module = snap->modules[f->module].path;
-        sf->build_id = snap->modules[f->module].build_id;
+        sf.cython = dup_or_null(py, &ok);
+    if ((f->function && !sf.function) || !ok) {
+        free((char *)sf.function);
+        free((char *)sf.file);
+        free((char *)sf.cython);
+        free(key);
+        return 0;
     }
+    if (f->module >= 0) {
+        const smodule_t *m = &set->modules[modmap[f->module]];
+        sf.module = m->path;
+        sf.build_id = m->build_id;
+    }
+    uint32_t u = (uint32_t)set->nframes++;
+    set->fkeys[u] = key;
+    set->frames[u] = sf;
     set->fmap.b[j].hash = h;
     set->fmap.b[j].uid = u + 1;
     set->fmap.n++;
@@ -222,16 +279,22 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
     set->values_cap[si] = 0;
 
     uint32_t *fuid = malloc((snap->nframes + 1) * sizeof *fuid);
-    if (!fuid)
+    uint32_t *modmap = malloc((snap->nmodules + 1) * sizeof *modmap);
+    if (!fuid || !modmap || !add_modules(set, snap, modmap)) {
+        free(fuid);
+        free(modmap);
         return -1;
+    }
     for (size_t i = 0; i < snap->nframes; i++) {
-        fuid[i] = intern_frame(set, snap, &snap->frames[i]);
+        fuid[i] = intern_frame(set, snap, modmap, &snap->frames[i]);
         if (!fuid[i]) {
             free(fuid);
+            free(modmap);
             return -1;
         }
         fuid[i]--;
     }
+    free(modmap);
     for (size_t i = 0; i < snap->nstacks; i++) {
         const ml_rstack_t *st = &snap->stacks[i];
         uint32_t *frames = malloc((st->nframes + 1) * sizeof *frames);
@@ -261,6 +324,16 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
 
 size_t ml_stackset_nsnapshots(const ml_stackset_t *set) { return set->nsnaps; }
 size_t ml_stackset_nstacks(const ml_stackset_t *set) { return set->nstacks; }
+size_t ml_stackset_nframes(const ml_stackset_t *set) { return set->nframes; }
+
+void ml_stackset_drop_values(ml_stackset_t *set, size_t snap)
+{
+    if (snap >= set->nsnaps)
+        return;
+    free(set->values[snap]);
+    set->values[snap] = NULL;
+    set->values_cap[snap] = 0;
+}
 
 const ml_sstack_t *ml_stackset_stack(const ml_stackset_t *set, uint32_t uid) { return &set->stacks[uid]; }
 

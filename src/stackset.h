@@ -4,7 +4,9 @@
  * Owns: frame identity (native: module build-id, or path when it has none,
  * plus offset; Python: file, function, line), stack identity (domain plus
  * frame identities), and the per-snapshot totals of each stack, with
- * duplicate entries of one snapshot summed. Never reads files. */
+ * duplicate entries of one snapshot summed. Never reads files, and keeps
+ * nothing that points into a snapshot: a snapshot may be freed once added
+ * (`memledger watch` keeps one in memory at a time). */
 #ifndef ML_STACKSET_H
 #define ML_STACKSET_H
 
@@ -47,12 +49,17 @@ static inline int64_t ml_sat_add(int64_t a, int64_t b)
 ml_stackset_t *ml_stackset_new(void);
 void ml_stackset_free(ml_stackset_t *set);
 
-/* Adds a snapshot (kept by pointer: it must outlive the set). Returns its
- * index, or -1 when out of memory. */
+/* Adds a snapshot; the set copies what it needs, so the snapshot may be
+ * freed afterwards. Returns its index, or -1 when out of memory. */
 int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap);
+
+/* Frees the per-stack totals of snapshot `snap`; it then reads as absent.
+ * For long watches, which need only the first and the latest in full. */
+void ml_stackset_drop_values(ml_stackset_t *set, size_t snap);
 
 size_t ml_stackset_nsnapshots(const ml_stackset_t *set);
 size_t ml_stackset_nstacks(const ml_stackset_t *set);
+size_t ml_stackset_nframes(const ml_stackset_t *set);
 const ml_sstack_t *ml_stackset_stack(const ml_stackset_t *set, uint32_t uid);
 const ml_sframe_t *ml_stackset_frame(const ml_stackset_t *set, uint32_t uid);
 /* The totals of stack `uid` in snapshot `snap` (zero, present=false, when absent). */

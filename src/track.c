@@ -80,19 +80,25 @@ void ml_sample_weight_slow(uint64_t size, uint64_t *bytes, uint64_t *count)
     *count = (uint64_t)llround(1.0 / p);
 }
 
-void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size)
+/* Sampling: true when this allocation is taken (the next gap is drawn),
+ * false when the countdown only moves. Always true in exact mode. */
+static inline bool take_sample(uint64_t size)
 {
     uint64_t rate = ml_sample_rate;
-    if (rate) {
-        if (ML_UNLIKELY(!ml_self.sample_left))
-            ml_self.sample_left = next_gap(rate);
-        ml_self.sample_left -= (int64_t)(size ? size : 1);
-        if (ML_LIKELY(ml_self.sample_left > 0))
-            return;
+    if (!rate)
+        return true;
+    if (ML_UNLIKELY(!ml_self.sample_left))
         ml_self.sample_left = next_gap(rate);
-    }
-    ml_addrtab_prefetch(t, (uintptr_t)p);
-    uint32_t id = ml_capture_stack(domain);
+    ml_self.sample_left -= (int64_t)(size ? size : 1);
+    if (ML_LIKELY(ml_self.sample_left > 0))
+        return false;
+    ml_self.sample_left = next_gap(rate);
+    return true;
+}
+
+/* Records p under stack `id` and counts it. */
+static inline void record(ml_addrtab_t *t, const void *p, uint64_t size, uint32_t id)
+{
     uint32_t old_id;
     uint64_t old_size, b, c;
     switch (ml_addrtab_insert(t, (uintptr_t)p, id, size, &old_id, &old_size)) {
@@ -103,12 +109,20 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
         ml_ledger_count_free(old_id, b, c);
         break;
     case ML_ADDR_NEW:
-        if (rate)
+        if (ml_sample_rate)
             filter_add(p, 1);
         break;
     }
     ml_sample_weight(size, &b, &c);
     ml_ledger_count_alloc(id, b, c);
+}
+
+void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size)
+{
+    if (!take_sample(size))
+        return;
+    ml_addrtab_prefetch(t, (uintptr_t)p);
+    record(t, p, size, ml_capture_stack(domain));
 }
 
 bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
@@ -136,4 +150,14 @@ void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size
     /* Undo the free ml_track_free counted, in the same shard it went to. */
     ml_sample_weight(size, &b, &c);
     ml_ledger_uncount_free(id, b, c);
+}
+
+void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size, ml_stack_fn stack)
+{
+    if (!stack) {
+        ml_track_alloc(t, domain, p, size);
+        return;
+    }
+    if (take_sample(size))
+        record(t, p, size, stack(domain));
 }

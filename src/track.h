@@ -27,6 +27,15 @@ static inline bool ml_tracking(void)
  * calling thread's stack. Call after the real allocation succeeded. */
 void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size);
 
+/* A stack taker: captures the calling thread's stack and returns its
+ * ledger id (ml_capture_stack is the usual one). */
+typedef uint32_t (*ml_stack_fn)(unsigned domain);
+
+/* ml_track_alloc with the stack taken by `stack` (NULL: the usual capture).
+ * For hooks that run below frames of their own to leave out, such as
+ * CUPTI callbacks inside the CUDA driver. */
+void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size, ml_stack_fn stack);
+
 /* Forgets p and credits its stack. Call *before* the real free: once freed,
  * another thread may be handed the same address. Returns true when p was
  * tracked; its record is returned for a caller that may need to restore it. */

@@ -242,3 +242,64 @@ def snapshots_of(snap_dir, pid=None):
         if m and (pid is None or int(m.group(1)) == pid):
             out.append((int(m.group(1)), int(m.group(2)), os.path.join(snap_dir, f)))
     return [p for _, _, p in sorted(out)]
+
+
+def _field(s):
+    if s is None:
+        return "-"
+    if s == "-":
+        return "\\-"
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def write_snapshot(path, stacks, pid=4242, seq=1, time=1700000000.0, modules=()):
+    """Writes a snapshot by hand (docs/format.md), for tests that need names
+    or shapes no real program gives. modules: [(build_id, path)];
+    stacks: [(domain, live_bytes, live_count, frames)], frames innermost
+    first, each ("native", module_index, offset, function, file, line) or
+    ("python", function, file, line). Totals are twice the live figures."""
+    frames, index = [], {}
+    for _, _, _, fs in stacks:
+        for f in fs:
+            if f not in index:
+                index[f] = len(frames)
+                frames.append(f)
+    doms = {}
+    for d, b, c, _ in stacks:
+        t = doms.setdefault(d, [0, 0])
+        t[0] += b
+        t[1] += c
+    out = ["memledger-snapshot\t1", "pid\t%d" % pid, "ppid\t1", "exe\t/srv/app/bin/service",
+           "cmdline\t/srv/app/bin/service", "time\t%.9f" % time, "seq\t%d" % seq, "trigger\tsignal",
+           "rss\t%d" % (64 << 20), "peak_rss\t%d" % (64 << 20), "sample_bytes\t0", "depth\t64",
+           "stacks\t%d\t262144\t0" % len(stacks)]
+    for d in ("malloc", "python", "cuda", "cuda.managed", "cuda.host", "cuda.vmm"):
+        b, c = doms.get(d, (0, 0))
+        out.append("domain\t%s\t%d\t%d\t%d\t%d" % (d, b, c, 2 * b, 2 * c))
+    for i, (bid, mpath) in enumerate(modules):
+        out.append("module\t%d\t%s\t%x\t%x\tloaded\t%s" % (i, bid or "-", 0x7f0000000000 + i * 0x1000000, 0x100000,
+                                                         _field(mpath)))
+    for i, f in enumerate(frames):
+        if f[0] == "native":
+            _, m, off, fn, src, line = f
+            out.append("frame\t%d\tnative\t%s\t%x\t%s\t%s\t%s" % (i, "-" if m is None else m, off, _field(fn),
+                                                                  _field(src), line or "-"))
+        else:
+            _, fn, src, line = f
+            out.append("frame\t%d\tpython\t-\t-\t%s\t%s\t%s" % (i, _field(fn), _field(src), line or "-"))
+    for i, (d, b, c, fs) in enumerate(stacks):
+        out.append("stack\t%d\t%s\t%d\t%d\t%d\t%d\t%s" % (i + 1, d, b, c, 2 * b, 2 * c,
+                                                         " ".join(str(index[f]) for f in fs) or "-"))
+    out.append("end\t%d\t%d" % (len(stacks), len(frames)))
+    with open(path, "w") as fp:
+        fp.write("\n".join(out) + "\n")
+    return path
+
+
+def growth_phases_snapshots():
+    """Runs test/programs/growth_phases under the ledger; its three snapshots."""
+    d = snapdir()
+    run_under([os.path.join(PROGRAMS, "growth_phases")], d)
+    snaps = sorted((f for f in os.listdir(d) if f.endswith(".snap")), key=lambda f: int(f.split(".")[2]))
+    check(len(snaps) == 3, "expected three snapshots of growth_phases, got %s" % snaps)
+    return [os.path.join(d, s) for s in snaps]

@@ -54,9 +54,9 @@ TABLE = {
     "MEMLEDGER_REDACT_CMDLINE": (GENERIC + ["2", "redact"], expect_cmdline_kept),
     # a program that is not CPython runs as it would with the default (1)
     "MEMLEDGER_PYTHON": (GENERIC + ["2", "python"], expect_snapshots(2)),
-    # read by the CUDA support (issue 4); this build only reserves the name,
-    # so any value passes without a word
-    "MEMLEDGER_CUDA": None,
+    # the default, auto, in a program that never touches CUDA ("off" would
+    # show as off)
+    "MEMLEDGER_CUDA": (GENERIC + ["OFF", "hook", "cupti "], expect_header("cuda", "backend", "unused")),
 }
 
 # the table covers every variable config.c knows

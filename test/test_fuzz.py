@@ -32,13 +32,16 @@ for step in (["cmake", "-S", FUZZ, "-B", out, "-DCMAKE_C_COMPILER=" + cc, "-DCMA
 
 corpus = os.path.join(FUZZ, "corpus")
 regressions = sorted(glob.glob(os.path.join(FUZZ, "regressions", "*")))
+seeds = sorted(glob.glob(os.path.join(corpus, "*")))
+# without inputs libFuzzer would fuzz forever in the replay step
+check(seeds and regressions, "no seed corpus or regression inputs under %s" % FUZZ)
 artifacts = tempfile.mkdtemp(prefix="artifacts.", dir=out)
 OPTS = ["-dict=" + os.path.join(FUZZ, "snapshot.dict"), "-close_fd_mask=3", "-timeout=10",
         "-rss_limit_mb=2048", "-max_len=65536", "-artifact_prefix=" + artifacts + "/"]
 for target in ("fuzz_snapshot", "fuzz_diff"):
     exe = os.path.join(out, target)
     # every known bad input, one run each
-    p = subprocess.run([exe] + OPTS + regressions + sorted(glob.glob(os.path.join(corpus, "*"))),
+    p = subprocess.run([exe] + OPTS + ["-runs=0"] + regressions + seeds,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     check(p.returncode == 0, "%s fails on a regression or corpus input:\n%s" % (target, p.stdout[-8000:]))
     if seconds:
