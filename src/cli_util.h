@@ -49,8 +49,9 @@ const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap);
  * NO_COLOR environment variable is set to anything non-empty. */
 bool cli_color(FILE *out, const char *mode);
 
-/* A frame's name alone: its function, or "module+0xoffset" (native) or "?"
- * when unknown. */
+/* A frame's name alone: its function ("module.function (Cython: symbol)"
+ * for a Cython-generated one), or "module+0xoffset" (native) or "?" when
+ * unknown. */
 const char *cli_frame_name(const ml_sframe_t *f, char *buf, size_t cap);
 
 /* Where libmemledger.so is, next to or installed beside this executable;

@@ -84,7 +84,8 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
     const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
     const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive, code_type = C.code_type;
     /* with our OBJ hook in place every code object's free is seen and the
-     * epoch says it; without, a fingerprint must (pycode.c) */
+     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
+     * which cannot tell, is not used */
     const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
     const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
     ml_pymemo_t *memo = ml_self.py_memo;
@@ -103,9 +104,8 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
         uintptr_t code = *(const uintptr_t *)(f + o_code);
         ml_pymemo_t *m = &memo[(code >> 4) & (ML_PYMEMO - 1)];
-        uint32_t s, fp;
-        if (ML_LIKELY(m->code == code && m->epoch == epoch) &&
-            (!fingerprints || m->fp == ml_pycode_fingerprint(code))) {
+        uint32_t s;
+        if (ML_LIKELY(m->code == code && m->epoch == epoch) && !fingerprints) {
             s = m->serial; /* a code object then, and none freed since: still one */
         } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
@@ -113,11 +113,10 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
                 out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
-        } else if ((s = ml_pycode_serial(code, fp = fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
+        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
             m->code = code;
             m->serial = s;
             m->epoch = epoch;
-            m->fp = fp;
         }
         int32_t addr;
         if (kind == ML_PYF_OBJECT) {

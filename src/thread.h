@@ -9,14 +9,14 @@
 #include "common.h"
 
 /* A code object's serial as this thread last looked it up (pyframes.c),
- * valid while no interned code object has been freed since (epoch) and
- * the code object's fingerprint (pycode.h) is unchanged. The address is a
- * key, never dereferenced. */
+ * valid while no interned code object has been freed since (epoch). The
+ * address is a key, never dereferenced. Small: the whole block must fit
+ * the loader's static TLS reserve when the library is dlopen()ed. */
 typedef struct {
     uintptr_t code;
-    uint32_t serial, epoch, fp, pad;
+    uint32_t serial, epoch;
 } ml_pymemo_t;
-#define ML_PYMEMO 64
+#define ML_PYMEMO 32
 
 typedef struct {
     int busy;              /* > 0 while this thread is inside the library */
