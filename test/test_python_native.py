@@ -2,7 +2,8 @@
 'debian'), through programs/py_native.py and the pyhelper library:
 - a ctypes call to malloc never freed: its stacks grow by exactly what was
   leaked, in the malloc domain, with the Python line that made the call
-  right above the native frames of the call;
+  right above the native frames of the call (ctypes releases the GIL for
+  the call: the frames are read by a thread that does not hold it);
 - Python -> C (pyhelper's ml_test_call) -> Python callback -> allocation:
   the frames stand in the real call order, innermost first: the callback's
   line, then ml_test_call at its call of the callback, then the Python line
