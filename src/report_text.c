@@ -77,11 +77,23 @@ static void frames(const pen_t *p, const ml_diff_report_t *r, const ml_growth_ro
                 row->nstacks == 1 ? "" : "s");
         from = row->user + 1;
     }
-    for (uint32_t i = from; i < st->nframes; i++) {
+    /* Outward of the outermost Python frame there is only the interpreter
+     * starting up (or a thread starting): the same dozen frames under every
+     * Python stack, which a terminal need not repeat. */
+    uint32_t to = st->nframes;
+    for (uint32_t i = st->nframes; i-- > from;)
+        if (ml_stackset_frame(r->set, st->frames[i])->kind == ML_FRAME_PYTHON) {
+            to = i + 1;
+            break;
+        }
+    for (uint32_t i = from; i < to; i++) {
         const ml_sframe_t *f = ml_stackset_frame(r->set, st->frames[i]);
         const char *style = i == row->user ? on(p, C_BOLD) : ml_frame_is_runtime(f) ? on(p, C_DIM) : "";
         fprintf(p->out, "      %s%s%s\n", style, cli_frame_text(f, true, fb, sizeof fb), *style ? on(p, C_RESET) : "");
     }
+    if (to < st->nframes)
+        fprintf(p->out, "      %s... %" PRIu32 " native frame%s outside Python (--format json lists them)%s\n",
+                on(p, C_DIM), st->nframes - to, st->nframes - to == 1 ? "" : "s", on(p, C_RESET));
 }
 
 static void thresholds(const pen_t *p, const ml_diff_report_t *r)
