@@ -24,9 +24,11 @@
  * memory proportional to the stacks seen, not to the table's capacity.
  *
  * Invariants: ids < ML_STACK_FIRST are overflow entries and never sit in a
- * slot; an id's info and words are immutable once `ready` is set; a slot of
+ * slot (a stack that did not fit sits there as overflow_mark()); an id's info and words are immutable once `ready` is set; a slot of
  * 0 is empty. */
 #include "ledger.h"
+#include "config.h"
+#include "io.h"
 #include "sysmem.h"
 
 #include <pthread.h>
@@ -177,14 +179,30 @@ static bool same(uint32_t id, unsigned domain, const uint64_t *words, unsigned n
            (n == 0 || memcmp(&words_store[in->words_off], words, n * sizeof(uint64_t)) == 0);
 }
 
+/* The id a slot holds for a stack that came after the table was full:
+ * the top ids, which no stack reaches (ML_MAX_STACKS is below them). A tag
+ * that matches is taken as the same stack without comparing frames: any
+ * stack not in the table is an overflow anyway. */
+static inline uint32_t overflow_mark(unsigned domain) { return ID_MASK - domain; }
+_Static_assert(ML_MAX_STACKS <= ID_MASK - ML_DOM_COUNT, "stack ids would reach the overflow marks");
+static _Atomic bool told_full;
+
 static uint32_t fill(slot_t *s, uint64_t tag, unsigned domain, const uint64_t *words, unsigned n)
 {
     uint32_t id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     uint64_t off = atomic_fetch_add_explicit(&words_used, n, memory_order_relaxed);
     if (id >= capacity || off + n > words_cap || off > UINT32_MAX) {
-        /* The slot stays claimed by a hash whose id is never published:
-         * later lookups skip it, which is exactly what overflow means. */
+        /* The slot keeps the hash and says "overflow": the next allocation
+         * at this stack finds it there instead of claiming one more slot,
+         * which would fill the slots too and make every later lookup probe
+         * to the limit. */
+        atomic_store_explicit(s, (tag << ID_BITS) | overflow_mark(domain), memory_order_release);
         atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
+        if (!atomic_exchange_explicit(&told_full, true, memory_order_relaxed))
+            ml_warn("the stack table is full (MEMLEDGER_STACKS=%u): allocations at stacks not seen before "
+                    "are counted from now on without their stack; raise MEMLEDGER_STACKS "
+                    "or sample (MEMLEDGER_SAMPLE_BYTES, see docs/config.md)",
+                    (unsigned)(capacity - ML_STACK_FIRST));
         return ML_STACK_OVERFLOW(domain);
     }
     if (n)
@@ -217,6 +235,13 @@ uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, ui
         if ((v >> ID_BITS) != tag)
             continue;
         uint32_t id = (uint32_t)(v & ID_MASK);
+        if (id > ID_MASK - ML_DOM_COUNT) { /* a stack that did not fit */
+            if (id == overflow_mark(domain)) {
+                atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
+                return ML_STACK_OVERFLOW(domain);
+            }
+            continue;
+        }
         if (id && same(id, domain, words, n))
             return id;
     }

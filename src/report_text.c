@@ -132,6 +132,11 @@ void ml_report_text(FILE *out, const ml_diff_report_t *r)
                 on(&p, C_RESET), r->nsnaps, b->pid, h->pid);
     filters(&p, r);
     domains(&p, r);
+    if (h->stacks_overflowed)
+        fprintf(out, "\n  %snote:%s the stack table was full (%" PRIu64 " stacks): %" PRIu64
+                     " allocations at later stacks were counted without them; run again with MEMLEDGER_STACKS "
+                     "above %" PRIu64 ", or sample (docs/config.md)\n",
+                on(&p, C_YELLOW), on(&p, C_RESET), h->stacks_capacity, h->stacks_overflowed, h->stacks_capacity);
 
     const char *unit = r->group_by == ML_GROUP_STACK ? "stack" : "group";
     if (!r->nrows) {

@@ -286,6 +286,26 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
  * so a file left by an earlier process with the same pid, or one planted in
  * a shared directory, cannot block the snapshot. Returns the fd, or -1 with
  * errno set. */
+/* The module of each return address, remembered: a big process has
+ * hundreds of modules and its stacks share most of their addresses, so the
+ * registry's scan would otherwise run tens of millions of times. */
+typedef struct {
+    uint64_t pc;
+    uint32_t gen;
+    int mi;
+} modhit_t;
+#define MODHITS 16384
+
+static int module_of(modhit_t *hits, uint64_t pc, uint32_t gen)
+{
+    if (!hits)
+        return ml_modules_find((uintptr_t)pc, gen);
+    modhit_t *h = &hits[((pc ^ gen) * 0x9e3779b97f4a7c15ull) >> 50];
+    if (h->pc != pc || h->gen != gen || !h->pc)
+        *h = (modhit_t){pc, gen, ml_modules_find((uintptr_t)pc, gen)};
+    return h->mi;
+}
+
 static int create_temp(int dfd, pid_t pid, unsigned seq, char *name, size_t cap)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -317,6 +337,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
     uint32_t **fids = calloc((size_t)nids + 1, sizeof *fids);
     uint32_t *nfids = calloc((size_t)nids + 1, sizeof *nfids);
     frames_t fr = {0};
+    modhit_t *hits = calloc(MODHITS, sizeof *hits); /* optional: a miss is only slower */
     ml_out_t *o = malloc(sizeof *o);
     int err = 0, fd = -1, dfd = -1;
     size_t nrows = 0;
@@ -345,7 +366,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
                 ids[k++] = frames_get(&fr, true, word, r->v.words[w + 1]);
                 w++;
             } else {
-                int mi = ml_modules_find((uintptr_t)word, r->v.modgen);
+                int mi = module_of(hits, word, r->v.modgen);
                 ids[k++] = frames_get(&fr, false, word, mi >= 0 ? (uint64_t)mi + 1 : 0);
             }
             if (fr.n * 2 >= fr.cap) { /* grow the frame table */
@@ -410,6 +431,7 @@ out:
     free(rows);
     free(fr.slots);
     free(fr.order);
+    free(hits);
     free(o);
     if (err)
         atomic_fetch_add(&ml_snapshots_failed, 1);

@@ -55,6 +55,12 @@ check(full2 - full1 == over[0]["growth_count"],
 check(overflowed == full2, "stacks header says %d overflowed, problem line %d" % (overflowed, full2))
 text = cli("top", second, "-n", "0").stdout
 check("stack table full" in text, "top does not explain the overflow stack")
+told = [l for l in p.stderr.splitlines() if "the stack table is full" in l]
+check(len(told) == 1 and "MEMLEDGER_STACKS=1024" in told[0],
+      "the program should be told once that the table is full:\n" + p.stderr)
+text = cli("diff", first, second).stdout
+check("the stack table was full (1024 stacks): %d allocations" % full2 in text,
+      "diff does not say the table was full:\n" + text)
 print("ok: table of 1024 full; %d allocations at %d named stacks + %d on the overflow stack = 8192 x 100 B"
       % (count - over[0]["growth_count"], len(named), over[0]["growth_count"]))
 
