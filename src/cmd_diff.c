@@ -95,13 +95,7 @@ int cmd_diff(int argc, char **argv)
                 return cli_usage("diff", "--format must be text, json or markdown, not '%s'", optarg);
             break;
         case O_GROUP:
-            if (strcmp(optarg, "stack") == 0)
-                gopts.group_by = ML_GROUP_STACK;
-            else if (strcmp(optarg, "line") == 0)
-                gopts.group_by = ML_GROUP_LINE;
-            else if (strcmp(optarg, "function") == 0)
-                gopts.group_by = ML_GROUP_FUNCTION;
-            else
+            if (!ml_group_by_parse(optarg, &gopts.group_by))
                 return cli_usage("diff", "--group-by must be stack, line or function, not '%s'", optarg);
             break;
         case O_INCLUDE:

@@ -8,6 +8,7 @@
  * the distinct stacks cost, not what the snapshots do. */
 #include "cli.h"
 #include "cli_util.h"
+#include "diff_report.h"
 #include "growth.h"
 #include "snapshot_request.h"
 #include "units.h"
@@ -155,13 +156,7 @@ int cmd_watch(int argc, char **argv)
             gopts.domain = optarg;
             break;
         case O_GROUP:
-            if (strcmp(optarg, "stack") == 0)
-                gopts.group_by = ML_GROUP_STACK;
-            else if (strcmp(optarg, "line") == 0)
-                gopts.group_by = ML_GROUP_LINE;
-            else if (strcmp(optarg, "function") == 0)
-                gopts.group_by = ML_GROUP_FUNCTION;
-            else
+            if (!ml_group_by_parse(optarg, &gopts.group_by))
                 status = cli_usage("watch", "--group-by must be stack, line or function, not '%s'", optarg);
             break;
         case O_INCLUDE:

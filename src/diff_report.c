@@ -4,10 +4,22 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *ml_group_by_name(enum ml_group_by g)
 {
     return g == ML_GROUP_LINE ? "line" : g == ML_GROUP_FUNCTION ? "function" : "stack";
+}
+
+bool ml_group_by_parse(const char *name, enum ml_group_by *out)
+{
+    static const enum ml_group_by all[] = {ML_GROUP_STACK, ML_GROUP_LINE, ML_GROUP_FUNCTION};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (strcmp(name, ml_group_by_name(all[i])) == 0) {
+            *out = all[i];
+            return true;
+        }
+    return false;
 }
 
 const char *ml_trend_text(const ml_growth_row_t *row, size_t nsnaps, char *buf, size_t cap)

@@ -39,6 +39,8 @@ void ml_report_markdown(FILE *out, const ml_diff_report_t *r);
 
 /* Shared by the renderers. */
 const char *ml_group_by_name(enum ml_group_by g);
+/* --group-by's word (stack, line, function) to its value; false for any other. */
+bool ml_group_by_parse(const char *name, enum ml_group_by *out);
 /* "only grows", "grew in 1 of 2 intervals", or "" with fewer than three snapshots. */
 const char *ml_trend_text(const ml_growth_row_t *row, size_t nsnaps, char *buf, size_t cap);
 /* Total growth as a percentage of the base, to one decimal ("+183.3%"), or
