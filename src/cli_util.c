@@ -147,6 +147,14 @@ bool cli_list_push(cli_list_t *l, const char *s)
     return true;
 }
 
+void cli_set_patterns(ml_growth_opts_t *g, const cli_list_t *inc, const cli_list_t *exc)
+{
+    g->include = inc->v;
+    g->ninclude = inc->n;
+    g->exclude = exc->v;
+    g->nexclude = exc->n;
+}
+
 const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap)
 {
     char h[32];

@@ -4,6 +4,7 @@
 #ifndef ML_CLI_UTIL_H
 #define ML_CLI_UTIL_H
 
+#include "growth.h"
 #include "snapshot_read.h"
 #include "stackset.h"
 
@@ -40,6 +41,8 @@ typedef struct {
 } cli_list_t;
 /* Appends s (not copied); false when out of memory. */
 bool cli_list_push(cli_list_t *l, const char *s);
+/* --include and --exclude into the growth options (the lists stay the caller's). */
+void cli_set_patterns(ml_growth_opts_t *g, const cli_list_t *inc, const cli_list_t *exc);
 
 /* A human size, signed when asked: "+1.7 MiB", "-512 B", "0 B". */
 const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap);

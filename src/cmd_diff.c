@@ -140,10 +140,7 @@ int cmd_diff(int argc, char **argv)
     }
     if (!limit_set)
         limit = format == FMT_JSON ? 0 : 10;
-    gopts.include = inc.v;
-    gopts.ninclude = inc.n;
-    gopts.exclude = exc.v;
-    gopts.nexclude = exc.n;
+    cli_set_patterns(&gopts, &inc, &exc);
 
     ml_snapshot_t **snaps = calloc((size_t)nsnap, sizeof *snaps);
     ml_stackset_t *set = ml_stackset_new();

@@ -150,10 +150,7 @@ int cmd_export(int argc, char **argv)
         free(exc.v);
         return status;
     }
-    gopts.include = inc.v;
-    gopts.ninclude = inc.n;
-    gopts.exclude = exc.v;
-    gopts.nexclude = exc.n;
+    cli_set_patterns(&gopts, &inc, &exc);
 
     ml_snapshot_t *base = NULL, *head = NULL;
     ml_stackset_t *set = ml_stackset_new();

@@ -196,10 +196,7 @@ int cmd_watch(int argc, char **argv)
         free(exc.v);
         return status;
     }
-    gopts.include = inc.v;
-    gopts.ninclude = inc.n;
-    gopts.exclude = exc.v;
-    gopts.nexclude = exc.n;
+    cli_set_patterns(&gopts, &inc, &exc);
     view.color = cli_color(stdout, color);
 
     ml_target_t target;
