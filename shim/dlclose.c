@@ -4,8 +4,8 @@
  * the rule service to start over. dlopen is deliberately not interposed: a
  * wrapper would change the caller whose RPATH the loader searches. Must
  * never do more than forward and notify. */
-#include "common.h"
-#include "unwind_rules.h"
+#include "common/common.h"
+#include "unwind/unwind_rules.h"
 
 #include <dlfcn.h>
 #include <stddef.h>

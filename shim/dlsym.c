@@ -12,9 +12,9 @@
  * RTLD_DEFAULT lookups), else to ml_dlsym_wrap. Elsewhere a C tail call
  * stands in, which the compiler emits at -O1 and above.
  * Must never allocate, lock, or change what any other lookup returns. */
-#include "common.h"
-#include "cuda_entry.h"
-#include "real.h"
+#include "common/common.h"
+#include "cuda/cuda_entry.h"
+#include "core/real.h"
 
 #include <dlfcn.h>
 

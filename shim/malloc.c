@@ -1,14 +1,14 @@
 /* shim/malloc.c — the malloc family's entry points.
  * Each hook is a few boring lines: guard, call the real function, tell the
- * ledger. Must never do anything else: decisions live in src/track.c.
+ * ledger. Must never do anything else: decisions live in src/core/track.c.
  * Before the real functions are resolved, allocations come from the static
  * bootstrap arena (dlsym itself calls calloc while we resolve). */
 
-#include "common.h"
-#include "format.h"
-#include "real.h"
-#include "thread.h"
-#include "track.h"
+#include "common/common.h"
+#include "common/format.h"
+#include "core/real.h"
+#include "core/thread.h"
+#include "core/track.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,21 +1,18 @@
 /* shim/pymem.c — the CPython PyMem allocator domains' entry points (RAW,
- * MEM, OBJ), installed by src/python.c through PyMem_SetAllocator.
+ * MEM, OBJ), installed by src/python/python.c through PyMem_SetAllocator.
  * Each hook is a few boring lines: guard, call the allocator it wraps, tell
  * the ledger (domain `python`). The guard is held *across* the wrapped
  * call: pymalloc hands big requests to malloc (through the RAW domain),
  * and that inner allocation must pass straight through, or one Python
  * object would be counted twice. The OBJ free hook also tells pycode.c
  * about code objects being freed, before they are. Must never do anything
- * else: decisions live in src/track.c. */
-#include "common.h"
-#include "format.h"
-#include "pycode.h"
-#include "pymem.h"
-#include "thread.h"
-#include "track.h"
-
-ml_pymem_alloc_t ml_pymem_next[ML_PYMEM_DOMAINS];
-_Atomic bool ml_pymem_obj_seen;
+ * else: decisions live in src/core/track.c. */
+#include "common/common.h"
+#include "common/format.h"
+#include "python/pycode.h"
+#include "python/pymem.h"
+#include "core/thread.h"
+#include "core/track.h"
 
 static inline void seen(int d)
 {
@@ -110,10 +107,6 @@ static const ml_pymem_alloc_t hooks[ML_PYMEM_DOMAINS] = {
     {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free},
 };
 
-void ml_pymem_hooks(int d, ml_pymem_alloc_t *out)
-{
-    *out = hooks[d];
-    out->ctx = ml_pymem_next[d].ctx;
-}
-
-bool ml_pymem_is_hook(int d, const ml_pymem_alloc_t *a) { return a->malloc == hooks[d].malloc; }
+/* Handed to python.c, which installs them, before memledger's constructor
+ * (priority 102) runs: the library below never names the shim. */
+__attribute__((constructor(101))) static void offer(void) { ml_pymem_offer(hooks); }

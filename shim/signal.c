@@ -1,12 +1,12 @@
 /* shim/signal.c — the signal-disposition entry points: sigaction, signal,
  * bsd_signal, sysv_signal, __sysv_signal and sigset.
  * For the snapshot signal, while memledger's handler is installed, they
- * answer from the program's view kept by src/sigchain.c (memledger's handler
+ * answer from the program's view kept by src/snapshot/sigchain.c (memledger's handler
  * stays in the kernel and chains to the program's); every other signal goes
  * straight to the next definition. Must never do more than that. */
 
-#include "common.h"
-#include "sigchain.h"
+#include "common/common.h"
+#include "snapshot/sigchain.h"
 
 #include <dlfcn.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
 unit, control characters): the program runs to its own end with its own
 output and exit status, stderr holds exactly one line, naming the variable,
 and the default is used, as the snapshots it writes show. The table must
-have a row for every variable src/config.c knows, so a new setting cannot
+have a row for every variable src/common/config.c knows, so a new setting cannot
 be added without one."""
 import os
 import re
@@ -60,7 +60,7 @@ TABLE = {
 }
 
 # the table covers every variable config.c knows
-with open(os.path.join(SOURCE, "..", "src", "config.c")) as f:
+with open(os.path.join(SOURCE, "..", "src", "common", "config.c")) as f:
     known = set(re.findall(r'"(MEMLEDGER_[A-Z_]+)"', f.read()))
 check(known == set(TABLE), "config.c knows %s but the table has %s" % (sorted(known), sorted(TABLE)))
 

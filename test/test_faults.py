@@ -74,7 +74,7 @@ def low_as():
 
 
 # the largest table config.h allows: gigabytes of address space
-with open(os.path.join(SOURCE, "..", "src", "config.h")) as f:
+with open(os.path.join(SOURCE, "..", "src", "common", "config.h")) as f:
     max_stacks = re.search(r"#define ML_MAX_STACKS (\w+)", f.read()).group(1)
 max_stacks = str(eval(max_stacks.replace("u", "")))
 p, out = run("quiet_big", d, {"MEMLEDGER_STACKS": max_stacks}, preexec=low_as)

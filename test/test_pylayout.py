@@ -1,4 +1,4 @@
-"""memledger's table of CPython layouts (src/pyversions.c) agrees with each
+"""memledger's table of CPython layouts (src/python/pyversions.c) agrees with each
 installed version's own headers: test/programs/pyprobe.c is compiled
 against the version's include directory and its offsetof() figures must
 equal what pylayout_dump prints from the table (for 3.13, from the

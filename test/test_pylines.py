@@ -1,4 +1,4 @@
-"""memledger's line-table decoding (ml_pyline in src/pycode.c) gives every
+"""memledger's line-table decoding (ml_pyline in src/python/pycode.c) gives every
 instruction the line CPython itself gives it, for each format: the sample
 module of programs/py_linevectors.py is compiled by each installed CPython
 (argv), which prints its tables and its own address -> line answers, and

@@ -3,7 +3,7 @@
 notices it through its module registry and attaches from its own thread.
 The leak at a known line then grows there (within 10%) in the python
 domain with its Python frames; the MEM and OBJ domains are hooked, RAW is
-left to the malloc hooks (see src/python.c)."""
+left to the malloc hooks (see src/python/python.c)."""
 import glob
 import json
 import os

@@ -8,7 +8,7 @@
 #ifndef FAKE_CUPTI_ABI_H
 #define FAKE_CUPTI_ABI_H
 
-#include "cuda_api.h"
+#include "cuda/cuda_api.h"
 #include <stdint.h>
 
 typedef struct {

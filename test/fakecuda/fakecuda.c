@@ -16,7 +16,7 @@
  * unexported copies). cuMemAllocHost_v2 is implemented by calling the
  * exported cuMemHostAlloc, through the PLT, as one entry point of a real
  * driver might call another. Test code only: it may allocate and lock. */
-#include "cuda_api.h"
+#include "cuda/cuda_api.h"
 #include "fake_cupti_abi.h"
 
 #include <dlfcn.h>

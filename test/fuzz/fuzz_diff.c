@@ -5,7 +5,7 @@
  * JSON and markdown (grouped, filtered, with thresholds), top, and export
  * in each format to standard output.
  * Run with -close_fd_mask=3: the commands print to stdout and stderr. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>

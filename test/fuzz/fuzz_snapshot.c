@@ -3,9 +3,9 @@
  * with it: the address-free stack set, every frame rendered as text and as
  * JSON, every value looked up. Any crash, leak or undefined behaviour is a
  * finding (the build adds ASan and UBSan). */
-#include "cli_util.h"
-#include "snapshot_read.h"
-#include "stackset.h"
+#include "cli/cli_util.h"
+#include "cli/snapshot_read.h"
+#include "cli/stackset.h"
 
 #include <stdio.h>
 #include <stdlib.h>

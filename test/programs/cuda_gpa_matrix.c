@@ -8,7 +8,7 @@
  * the return code is the driver's. The same for dlsym by name.
  * Argument "off": memledger must wrap nothing (MEMLEDGER_CUDA=off).
  * Prints "requests N wrapped W distinct D"; exits 1 on the first mismatch. */
-#include "cuda_api.h"
+#include "cuda/cuda_api.h"
 
 #include <dlfcn.h>
 #include <stdbool.h>

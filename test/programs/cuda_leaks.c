@@ -14,7 +14,7 @@
  * so the test can see the per-thread-stream forms were the ones called. */
 #include "snapshot_wait.h"
 
-#include "cuda_api.h"
+#include "cuda/cuda_api.h"
 
 #include <dlfcn.h>
 #include <stdbool.h>

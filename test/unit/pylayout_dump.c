@@ -2,7 +2,7 @@
  * test/programs/pyprobe.c prints, for test_pylayout.py. For a version that
  * publishes _Py_DebugOffsets, argv[2] names its libpython, which is loaded
  * (not started) to read them from _PyRuntime. */
-#include "pyversions.h"
+#include "python/pyversions.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
-/* pyline_check.c — checks ml_pyline (src/pycode.c) against vectors on
+/* pyline_check.c — checks ml_pyline (src/python/pycode.c) against vectors on
  * stdin, as test/programs/py_linevectors.py prints them:
  *   table FORMAT FIRSTLINE HEX NAME
  *   at ADDRESS LINE        (as CPython itself maps it; -1 no line)
  * Prints each disagreement; exits with their count (0: all agree). */
-#include "pycode.h"
+#include "python/pycode.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* test_addrtab.c — the address table: records, removal, growth, tombstone
  * reuse, stale records, and many threads at once (TSan configuration). */
-#include "addrtab.h"
+#include "core/addrtab.h"
 #include "check.h"
 
 #include <pthread.h>

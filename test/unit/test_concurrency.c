@@ -7,10 +7,10 @@
  * thread-sanitizer configuration, which checks every access is ordered.
  * Asserts: totals seen by the reader never go down, live never exceeds
  * total, and the final figures are exact. */
-#include "addrtab.h"
+#include "core/addrtab.h"
 #include "check.h"
-#include "config.h"
-#include "ledger.h"
+#include "common/config.h"
+#include "core/ledger.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,8 +1,8 @@
 /* test_cuda_api.c — every CUDA fact memledger declares itself
- * (src/cuda_api.h) agrees with the toolkit's cuda.h and cudaTypedefs.h;
+ * (src/cuda/cuda_api.h) agrees with the toolkit's cuda.h and cudaTypedefs.h;
  * built only where the toolkit is installed. The checks are made by the
  * compiler: this program builds only if every one holds. */
-#include "cuda_api.h"
+#include "cuda/cuda_api.h"
 
 #include <cuda.h>
 #include <cudaTypedefs.h>

@@ -1,7 +1,7 @@
-/* test_cython.c — Cython symbols to Python-level names (src/cython.c), on
+/* test_cython.c — Cython symbols to Python-level names (src/cli/cython.c), on
  * names Cython 0.29 generated for test/programs/cyleak.pyx and pandas. */
 #include "check.h"
-#include "cython.h"
+#include "cli/cython.h"
 
 #include <string.h>
 

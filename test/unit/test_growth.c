@@ -3,9 +3,9 @@
  * appeared late), grouping on the innermost user-code frame, filters, and
  * the exact boundaries of the thresholds. */
 #include "check.h"
-#include "growth.h"
-#include "stackset.h"
-#include "user_frame.h"
+#include "cli/growth.h"
+#include "cli/stackset.h"
+#include "cli/user_frame.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * exact totals with many threads interning and counting at once (run
  * under TSan in the thread-sanitizer configuration). */
 #include "check.h"
-#include "config.h"
-#include "ledger.h"
+#include "common/config.h"
+#include "core/ledger.h"
 
 #include <pthread.h>
 #include <stdlib.h>

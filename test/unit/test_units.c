@@ -1,8 +1,8 @@
 /* test_units.c — sizes, durations, signals, the formatter and escaping. */
 #include "check.h"
-#include "config.h"
-#include "io.h"
-#include "units.h"
+#include "common/config.h"
+#include "common/io.h"
+#include "common/units.h"
 
 #include <signal.h>
 #include <string.h>

@@ -1,0 +1,64 @@
+/* cli_util.h — what every memledger command shares: exit codes, error
+ * messages, loading snapshots, and rendering frames as text or JSON.
+ * CLI-side only. */
+#ifndef ML_CLI_UTIL_H
+#define ML_CLI_UTIL_H
+
+#include "cli/growth.h"
+#include "cli/snapshot_read.h"
+#include "cli/stackset.h"
+
+#include <stdio.h>
+
+enum { ML_EXIT_OK = 0, ML_EXIT_FAIL = 1, ML_EXIT_USAGE = 2 };
+
+/* "memledger: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints the message and a pointer to --help; returns ML_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads a snapshot or prints why not (file and line). */
+ml_snapshot_t *cli_load(const char *path);
+
+/* "function at file:line", "module.function (Cython: symbol) at file:line" for
+ * a Cython-generated function, or "file:line in function" for Python; writes into
+ * buf and returns it. `module` adds " [libfoo.so]" for native frames. */
+const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t cap);
+
+/* A JSON string literal (with quotes), or null for NULL. */
+void cli_json_str(FILE *out, const char *s);
+/* One frame as a JSON object per the command contract. */
+void cli_json_frame(FILE *out, const ml_sframe_t *f);
+
+/* Signed exact bytes with a human-readable size beside: "+1048576 B (+1.0 MiB)". */
+const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap);
+
+/* A growing list of option values (--include, --exclude). */
+typedef struct {
+    const char **v;
+    size_t n;
+} cli_list_t;
+/* Appends s (not copied); false when out of memory. */
+bool cli_list_push(cli_list_t *l, const char *s);
+/* --include and --exclude into the growth options (the lists stay the caller's). */
+void cli_set_patterns(ml_growth_opts_t *g, const cli_list_t *inc, const cli_list_t *exc);
+
+/* A human size, signed when asked: "+1.7 MiB", "-512 B", "0 B". */
+const char *cli_human(int64_t bytes, bool sign, char *buf, size_t cap);
+
+/* Whether output to `out` gets ANSI colours. `mode` is --color's value:
+ * "always", "never", or "auto"/NULL: only on a terminal, and never when the
+ * NO_COLOR environment variable is set to anything non-empty. */
+bool cli_color(FILE *out, const char *mode);
+
+/* A frame's name alone: its function ("module.function (Cython: symbol)"
+ * for a Cython-generated one), or "module+0xoffset" (native) or "?" when
+ * unknown. */
+const char *cli_frame_name(const ml_sframe_t *f, char *buf, size_t cap);
+
+/* Where libmemledger.so is, next to or installed beside this executable;
+ * MEMLEDGER_LIB overrides. Returns false when not found. */
+bool cli_find_library(char *out, size_t cap);
+
+#endif

@@ -1,0 +1,527 @@
+/* snapshot_read.c — the snapshot parser (see snapshot_read.h).
+ * Line-oriented and strict: every number is checked, every reference is
+ * bounds-checked, lines are capped in length, and the closing `end` record
+ * must agree with what was read, so truncation is always noticed. */
+#include "cli/snapshot_read.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE (64u << 20)
+/* The widest record the writer makes is the command line: 8 KiB of
+ * /proc/self/cmdline, so up to 8,192 (empty) arguments plus the key. */
+#define MAX_FIELDS 16384
+
+static const char *const domain_names[] = ML_DOMAIN_NAMES;
+
+int ml_domain_index(const char *name)
+{
+    for (int i = 0; i < ML_DOM_COUNT; i++)
+        if (strcmp(domain_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+const char *ml_domain_name(int i) { return i >= 0 && i < ML_DOM_COUNT ? domain_names[i] : "?"; }
+
+bool ml_domain_matches(int domain, const char *filter)
+{
+    if (!filter)
+        return true;
+    const char *name = ml_domain_name(domain);
+    size_t n = strlen(filter);
+    return strncmp(name, filter, n) == 0 && (name[n] == '\0' || name[n] == '.');
+}
+
+bool ml_domain_filter_valid(const char *filter)
+{
+    for (int i = 0; i < ML_DOM_COUNT; i++)
+        if (ml_domain_matches(i, filter))
+            return true;
+    return false;
+}
+
+typedef struct {
+    const char *path;
+    unsigned long line;
+    char *err;
+    size_t errcap;
+} ctx_t;
+
+static bool fail(ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(ctx_t *c, const char *fmt, ...)
+{
+    int n = snprintf(c->err, c->errcap, "%s:%lu: ", c->path, c->line);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < c->errcap)
+        vsnprintf(c->err + n, c->errcap - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Splits a line at tabs in place; returns the number of fields. */
+static size_t split(char *line, char **f, size_t max)
+{
+    size_t n = 0;
+    f[n++] = line;
+    for (char *p = line; *p; p++)
+        if (*p == '\t') {
+            *p = '\0';
+            if (n == max)
+                return max + 1;
+            f[n++] = p + 1;
+        }
+    return n;
+}
+
+/* Undoes ml_out_field's escaping. "-" alone is NULL. Returns false on a bad
+ * escape. The result is a fresh string. */
+static bool unescape(const char *s, char **out)
+{
+    if (strcmp(s, "-") == 0) {
+        *out = NULL;
+        return true;
+    }
+    size_t n = strlen(s);
+    char *d = malloc(n + 1), *q = d;
+    if (!d)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (*p != '\\') {
+            *q++ = *p;
+            continue;
+        }
+        switch (*++p) {
+        case 't': *q++ = '\t'; break;
+        case 'n': *q++ = '\n'; break;
+        case 'r': *q++ = '\r'; break;
+        case '\\': *q++ = '\\'; break;
+        case '-': *q++ = '-'; break;
+        default:
+            free(d);
+            return false;
+        }
+    }
+    *q = '\0';
+    *out = d;
+    return true;
+}
+
+static bool num_u64(const char *s, uint64_t *v, int base)
+{
+    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, base);
+    if (errno || *end)
+        return false;
+    *v = x;
+    return true;
+}
+
+static bool num_i64(const char *s, int64_t *v)
+{
+    uint64_t u;
+    if (!num_u64(s, &u, 10) || u > INT64_MAX)
+        return false;
+    *v = (int64_t)u;
+    return true;
+}
+
+static bool field_str(ctx_t *c, const char *s, char **out, const char *what)
+{
+    if (!unescape(s, out))
+        return fail(c, "bad escape in %s", what);
+    return true;
+}
+
+static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : 64;
+    void *p = realloc(*arr, nc * elem);
+    if (!p)
+        return false;
+    memset((char *)p + *cap * elem, 0, (nc - *cap) * elem);
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
+typedef struct {
+    size_t headers, modules, frames, stacks;
+    uint32_t seen_keys, seen_domains; /* header lines that may appear once */
+} caps_t;
+
+/* Header keys with one value per snapshot: a second line of one is an
+ * error, not a silent overwrite (which also leaked the first value). */
+static const char *const single_keys[] = {"pid", "ppid", "exe", "cmdline", "time", "seq", "trigger",
+                                          "rss", "peak_rss", "sample_bytes", "depth", "stacks", "addresses"};
+
+static bool first_time(ctx_t *c, caps_t *cap, const char *k)
+{
+    for (size_t i = 0; i < sizeof single_keys / sizeof *single_keys; i++)
+        if (strcmp(k, single_keys[i]) == 0) {
+            if (cap->seen_keys & (1u << i))
+                return fail(c, "second '%s' header line", k);
+            cap->seen_keys |= 1u << i;
+        }
+    return true;
+}
+
+/* A time as the writer prints it: seconds.nanoseconds, digits only. */
+static bool parse_time(const char *s, double *out)
+{
+    size_t digits = strspn(s, "0123456789");
+    if (!digits || (s[digits] && (s[digits] != '.' || !s[digits + 1] ||
+                                  s[digits + 1 + strspn(s + digits + 1, "0123456789")])))
+        return false;
+    *out = strtod(s, NULL);
+    return true;
+}
+
+static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
+{
+    if (n != 7)
+        return fail(c, "module record has %zu fields, expected 7", n);
+    uint64_t idx;
+    if (!num_u64(f[1], &idx, 10) || idx != s->nmodules)
+        return fail(c, "module number '%s' out of sequence", f[1]);
+    if (!grow((void **)&s->modules, &cap->modules, s->nmodules, sizeof *s->modules))
+        return fail(c, "out of memory");
+    /* counted at once: whatever is filled in is freed with the snapshot,
+     * even when a later field of the record is refused */
+    ml_rmodule_t *m = &s->modules[s->nmodules++];
+    m->index = (uint32_t)idx;
+    if (!num_u64(f[3], &m->bias, 16) || !num_u64(f[4], &m->size, 16))
+        return fail(c, "bad module address or size");
+    if (strcmp(f[5], "loaded") && strcmp(f[5], "unloaded"))
+        return fail(c, "module state must be loaded or unloaded, not '%s'", f[5]);
+    m->unloaded = f[5][0] == 'u';
+    for (const char *p = f[2]; strcmp(f[2], "-") && *p; p++)
+        if (!strchr("0123456789abcdef", *p))
+            return fail(c, "build-id '%s' is not lower-case hex", f[2]);
+    return field_str(c, f[2], &m->build_id, "build-id") && field_str(c, f[6], &m->path, "module path");
+}
+
+static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
+{
+    if (n != 8)
+        return fail(c, "frame record has %zu fields, expected 8", n);
+    uint64_t idx;
+    if (!num_u64(f[1], &idx, 10) || idx != s->nframes)
+        return fail(c, "frame number '%s' out of sequence", f[1]);
+    if (!grow((void **)&s->frames, &cap->frames, s->nframes, sizeof *s->frames))
+        return fail(c, "out of memory");
+    ml_rframe_t *fr = &s->frames[s->nframes++]; /* counted at once, as modules */
+    fr->module = -1;
+    if (strcmp(f[2], "native") == 0) {
+        fr->kind = ML_FRAME_NATIVE;
+        if (strcmp(f[3], "-") != 0) {
+            uint64_t mi;
+            if (!num_u64(f[3], &mi, 10) || mi >= s->nmodules)
+                return fail(c, "frame refers to module '%s', which is not defined before it", f[3]);
+            fr->module = (int32_t)mi;
+        }
+        if (!num_u64(f[4], &fr->offset, 16))
+            return fail(c, "bad frame offset '%s'", f[4]);
+    } else if (strcmp(f[2], "python") == 0) {
+        fr->kind = ML_FRAME_PYTHON;
+    } else {
+        return fail(c, "frame kind must be native or python, not '%s'", f[2]);
+    }
+    if (!field_str(c, f[5], &fr->function, "function") || !field_str(c, f[6], &fr->file, "file"))
+        return false;
+    if (strcmp(f[7], "-") != 0) {
+        uint64_t line;
+        if (!num_u64(f[7], &line, 10) || line > INT32_MAX)
+            return fail(c, "bad line number '%s'", f[7]);
+        fr->line = (int)line;
+    }
+    return true;
+}
+
+static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
+{
+    if (n != 8)
+        return fail(c, "stack record has %zu fields, expected 8", n);
+    if (!grow((void **)&s->stacks, &cap->stacks, s->nstacks, sizeof *s->stacks))
+        return fail(c, "out of memory");
+    ml_rstack_t *st = &s->stacks[s->nstacks++]; /* counted at once, as modules */
+    uint64_t id;
+    if (!num_u64(f[1], &id, 10) || id > UINT32_MAX)
+        return fail(c, "bad stack id '%s'", f[1]);
+    st->id = (uint32_t)id;
+    st->domain = ml_domain_index(f[2]);
+    if (st->domain < 0)
+        return fail(c, "unknown domain '%s'", f[2]);
+    if (!num_i64(f[3], &st->live_bytes) || !num_i64(f[4], &st->live_count) ||
+        !num_i64(f[5], &st->total_bytes) || !num_i64(f[6], &st->total_count))
+        return fail(c, "bad byte or count field in stack %s", f[1]);
+    if (strcmp(f[7], "-") != 0) {
+        size_t k = 1;
+        for (const char *p = f[7]; *p; p++)
+            k += *p == ' ';
+        st->frames = malloc(k * sizeof *st->frames);
+        if (!st->frames)
+            return fail(c, "out of memory");
+        /* the hottest loop of a large snapshot: decimal by hand, one pass */
+        const char *p = f[7];
+        for (size_t i = 0; i < k; i++) {
+            const char *start = p;
+            uint64_t fi = 0;
+            while (*p >= '0' && *p <= '9' && fi < (1ull << 40))
+                fi = fi * 10 + (uint64_t)(*p++ - '0');
+            if (p == start || (*p && *p != ' ') || fi >= s->nframes) {
+                const char *end = strchr(start, ' ');
+                return fail(c, "stack %s refers to frame '%.*s', which is not defined before it", f[1],
+                            (int)(end ? end - start : (ptrdiff_t)strlen(start)), start);
+            }
+            st->frames[i] = (uint32_t)fi;
+            p += *p == ' ';
+        }
+        st->nframes = (uint32_t)k;
+    }
+    return true;
+}
+
+static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n, const char *raw_rest)
+{
+    if (!grow((void **)&s->headers, &cap->headers, s->nheaders, sizeof *s->headers))
+        return fail(c, "out of memory");
+    ml_rheader_t *h = &s->headers[s->nheaders++];
+    h->key = strdup(f[0]);
+    h->value = strdup(raw_rest);
+    if (!h->key || !h->value)
+        return fail(c, "out of memory");
+    const char *k = f[0];
+    if (!first_time(c, cap, k))
+        return false;
+    uint64_t u;
+    int64_t i64;
+    if (strcmp(k, "pid") == 0 || strcmp(k, "ppid") == 0 || strcmp(k, "seq") == 0) {
+        if (n != 2 || !num_u64(f[1], &u, 10) || u > INT32_MAX)
+            return fail(c, "bad %s", k);
+        if (k[0] == 'p' && k[1] == 'i')
+            s->pid = (long)u;
+        else if (k[0] == 'p')
+            s->ppid = (long)u;
+        else
+            s->seq = (long)u;
+    } else if (strcmp(k, "rss") == 0 || strcmp(k, "peak_rss") == 0 || strcmp(k, "sample_bytes") == 0) {
+        if (n != 2 || !num_u64(f[1], &u, 10))
+            return fail(c, "bad %s", k);
+        *(k[0] == 'r' ? &s->rss : k[0] == 'p' ? &s->peak_rss : &s->sample_bytes) = u;
+    } else if (strcmp(k, "exe") == 0) {
+        if (n != 2 || !field_str(c, f[1], &s->exe, "exe"))
+            return n == 2 ? false : fail(c, "bad exe");
+    } else if (strcmp(k, "trigger") == 0) {
+        if (n != 2 || !field_str(c, f[1], &s->trigger, "trigger"))
+            return n == 2 ? false : fail(c, "bad trigger");
+    } else if (strcmp(k, "time") == 0) {
+        if (n != 2 || !parse_time(f[1], &s->time))
+            return fail(c, "bad time '%.40s' (seconds.nanoseconds)", n == 2 ? f[1] : "");
+    } else if (strcmp(k, "cmdline") == 0) {
+        size_t len = 1;
+        for (size_t i = 1; i < n; i++)
+            len += strlen(f[i]) + 1;
+        s->cmdline = calloc(1, len);
+        if (!s->cmdline)
+            return fail(c, "out of memory");
+        for (size_t i = 1; i < n; i++) {
+            char *arg;
+            if (!field_str(c, f[i], &arg, "cmdline"))
+                return false;
+            if (i > 1)
+                strcat(s->cmdline, " ");
+            strcat(s->cmdline, arg ? arg : "-");
+            free(arg);
+        }
+    } else if (strcmp(k, "stacks") == 0) {
+        if (n != 4 || !num_u64(f[1], &s->stacks_used, 10) || !num_u64(f[2], &s->stacks_capacity, 10) ||
+            !num_u64(f[3], &s->stacks_overflowed, 10))
+            return fail(c, "bad stacks line");
+    } else if (strcmp(k, "domain") == 0) {
+        int d;
+        if (n != 6 || (d = ml_domain_index(f[1])) < 0)
+            return fail(c, "bad domain line");
+        if (cap->seen_domains & (1u << d))
+            return fail(c, "second 'domain' line for %s", f[1]);
+        cap->seen_domains |= 1u << d;
+        if (!num_i64(f[2], &i64))
+            return fail(c, "bad domain bytes");
+        s->domain_live_bytes[d] = i64;
+        if (!num_i64(f[3], &s->domain_live_count[d]) || !num_i64(f[4], &s->domain_total_bytes[d]) ||
+            !num_i64(f[5], &s->domain_total_count[d]))
+            return fail(c, "bad domain counts");
+    }
+    /* other keys are kept verbatim in headers[]: newer writers may add some */
+    return true;
+}
+
+ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    ml_snapshot_t *s = ml_snapshot_read(fp, path, err, errcap);
+    fclose(fp);
+    return s;
+}
+
+ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap)
+{
+    ctx_t c = {path, 0, err, errcap};
+    ml_snapshot_t *s = calloc(1, sizeof *s);
+    char *line = NULL;
+    size_t linecap = 0;
+    char **f = malloc((MAX_FIELDS + 1) * sizeof *f);
+    caps_t cap = {0, 0, 0, 0, 0, 0};
+    bool ok = s && f, ended = false;
+    if (!ok)
+        fail(&c, "out of memory");
+    if (ok)
+        s->path = strdup(path);
+    int phase = 0; /* 0 header, 1 modules, 2 frames, 3 stacks: records come in this order */
+    while (ok) {
+        errno = 0;
+        ssize_t len = getline(&line, &linecap, fp);
+        if (len < 0) {
+            if (errno)
+                ok = fail(&c, "read error: %s", strerror(errno));
+            break;
+        }
+        c.line++;
+        if (ended) {
+            ok = fail(&c, "data after the end record");
+            break;
+        }
+        if ((size_t)len > MAX_LINE) {
+            ok = fail(&c, "line longer than %u bytes", MAX_LINE);
+            break;
+        }
+        if (len == 0 || line[len - 1] != '\n') {
+            ok = fail(&c, "truncated line (the file ends in the middle of a record)");
+            break;
+        }
+        line[--len] = '\0';
+        if (memchr(line, '\0', (size_t)len)) {
+            ok = fail(&c, "NUL byte in a record");
+            break;
+        }
+        char *rest = strchr(line, '\t');
+        char raw_rest[1];
+        raw_rest[0] = '\0';
+        /* headers keep their raw text; records need no copy (most lines) */
+        bool record = phase > 0 || strncmp(line, "module\t", 7) == 0 || strncmp(line, "frame\t", 6) == 0 ||
+                      strncmp(line, "stack\t", 6) == 0 || strncmp(line, "end\t", 4) == 0;
+        char *rest_copy = rest && !record ? strdup(rest + 1) : NULL;
+        size_t n = split(line, f, MAX_FIELDS);
+        if (n > MAX_FIELDS) {
+            free(rest_copy);
+            ok = fail(&c, "more than %d fields", MAX_FIELDS);
+            break;
+        }
+        if (c.line == 1) {
+            uint64_t v;
+            if (n != 2 || strcmp(f[0], ML_FORMAT_MAGIC) != 0) {
+                ok = fail(&c, "not a memledger snapshot (first line must be '%s<TAB>%d')",
+                          ML_FORMAT_MAGIC, ML_FORMAT_VERSION);
+            } else if (!num_u64(f[1], &v, 10) || v != ML_FORMAT_VERSION) {
+                ok = fail(&c, "snapshot format version '%s' is not supported (this memledger reads %d)",
+                          f[1], ML_FORMAT_VERSION);
+            } else {
+                s->version = (int)v;
+            }
+            free(rest_copy);
+            continue;
+        }
+        if (strcmp(f[0], "module") == 0) {
+            ok = phase <= 1 ? parse_module(&c, s, &cap, f, n) : fail(&c, "module record after frames");
+            phase = 1;
+        } else if (strcmp(f[0], "frame") == 0) {
+            ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after stacks");
+            phase = 2;
+        } else if (strcmp(f[0], "stack") == 0) {
+            ok = parse_stack(&c, s, &cap, f, n);
+            phase = 3;
+        } else if (strcmp(f[0], "end") == 0) {
+            uint64_t ns, nf;
+            if (n != 3 || !num_u64(f[1], &ns, 10) || !num_u64(f[2], &nf, 10))
+                ok = fail(&c, "bad end record");
+            else if (ns != s->nstacks || nf != s->nframes)
+                ok = fail(&c, "end record says %llu stacks and %llu frames, but %zu and %zu were read",
+                          (unsigned long long)ns, (unsigned long long)nf, s->nstacks, s->nframes);
+            ended = true;
+        } else if (phase == 0) {
+            bool key_ok = f[0][0] != '\0';
+            for (const char *p = f[0]; *p; p++)
+                key_ok = key_ok && ((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9'));
+            ok = key_ok ? parse_header(&c, s, &cap, f, n, rest_copy ? rest_copy : raw_rest)
+                        : fail(&c, "unrecognised record '%.40s'", f[0]);
+        } else {
+            ok = fail(&c, "unrecognised record '%.40s' after the header", f[0]);
+        }
+        free(rest_copy);
+    }
+    if (ok && c.line == 0) {
+        c.line = 1;
+        ok = fail(&c, "empty file");
+    }
+    else if (ok && !ended) {
+        c.line++;
+        ok = fail(&c, "truncated: no end record");
+    }
+    free(line);
+    free(f);
+    if (!ok) {
+        ml_snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ml_snapshot_free(ml_snapshot_t *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nheaders; i++) {
+        free(s->headers[i].key);
+        free(s->headers[i].value);
+    }
+    for (size_t i = 0; i < s->nmodules; i++) {
+        free(s->modules[i].build_id);
+        free(s->modules[i].path);
+    }
+    for (size_t i = 0; i < s->nframes; i++) {
+        free(s->frames[i].function);
+        free(s->frames[i].file);
+    }
+    for (size_t i = 0; i < s->nstacks; i++)
+        free(s->stacks[i].frames);
+    free(s->headers);
+    free(s->modules);
+    free(s->frames);
+    free(s->stacks);
+    free(s->path);
+    free(s->exe);
+    free(s->cmdline);
+    free(s->trigger);
+    free(s);
+}
+
+const char *ml_snapshot_header(const ml_snapshot_t *s, const char *key)
+{
+    for (size_t i = 0; i < s->nheaders; i++)
+        if (strcmp(s->headers[i].key, key) == 0)
+            return s->headers[i].value;
+    return NULL;
+}

@@ -1,0 +1,68 @@
+/* stackset.h — stacks from any number of snapshots, matched by an identity
+ * that does not depend on load addresses, so two different processes (a
+ * base build and a PR build) can be compared.
+ * Owns: frame identity (native: module build-id, or path when it has none,
+ * plus offset; Python: file, function, line), stack identity (domain plus
+ * frame identities), and the per-snapshot totals of each stack, with
+ * duplicate entries of one snapshot summed. Never reads files, and keeps
+ * nothing that points into a snapshot: a snapshot may be freed once added
+ * (`memledger watch` keeps one in memory at a time). */
+#ifndef ML_STACKSET_H
+#define ML_STACKSET_H
+
+#include "cli/snapshot_read.h"
+
+typedef struct {
+    enum ml_frame_kind kind;
+    const char *function; /* demangled when it was a C++ symbol; NULL unknown */
+    const char *file;     /* NULL unknown */
+    int line;             /* 0 unknown */
+    const char *module;   /* module path; NULL for Python frames and unknown */
+    const char *build_id; /* NULL when none */
+    const char *cython;   /* native: module.function of a Cython-generated function; else NULL */
+    uint64_t offset;      /* native: offset in the module */
+} ml_sframe_t;
+
+typedef struct {
+    int domain;
+    uint32_t nframes;
+    uint32_t *frames;     /* frame uids, innermost first */
+} ml_sstack_t;
+
+typedef struct {
+    int64_t live_bytes, live_count, total_bytes, total_count;
+    bool present;
+} ml_sval_t;
+
+typedef struct ml_stackset ml_stackset_t;
+
+/* Figures are summed with this: it stops at INT64_MAX (or INT64_MIN)
+ * rather than wrapping, so a hostile file cannot overflow a total. */
+static inline int64_t ml_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+ml_stackset_t *ml_stackset_new(void);
+void ml_stackset_free(ml_stackset_t *set);
+
+/* Adds a snapshot; the set copies what it needs, so the snapshot may be
+ * freed afterwards. Returns its index, or -1 when out of memory. */
+int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap);
+
+/* Frees the per-stack totals of snapshot `snap`; it then reads as absent.
+ * For long watches, which need only the first and the latest in full. */
+void ml_stackset_drop_values(ml_stackset_t *set, size_t snap);
+
+size_t ml_stackset_nsnapshots(const ml_stackset_t *set);
+size_t ml_stackset_nstacks(const ml_stackset_t *set);
+size_t ml_stackset_nframes(const ml_stackset_t *set);
+const ml_sstack_t *ml_stackset_stack(const ml_stackset_t *set, uint32_t uid);
+const ml_sframe_t *ml_stackset_frame(const ml_stackset_t *set, uint32_t uid);
+/* The totals of stack `uid` in snapshot `snap` (zero, present=false, when absent). */
+ml_sval_t ml_stackset_value(const ml_stackset_t *set, size_t snap, uint32_t uid);
+
+#endif

@@ -1,0 +1,46 @@
+/* io.h — text output that never touches stdio or the allocator.
+ * Owns: a small printf-style formatter, the one warning function, and a
+ * buffered writer over a file descriptor (used by the snapshot writer).
+ * Must never call malloc, stdio or locale code: hooks and the exit path use it. */
+#ifndef ML_IO_H
+#define ML_IO_H
+
+#include "common/common.h"
+#include <stdarg.h>
+
+/* Formats into buf (always NUL-terminated when cap > 0). Supports %s %c %%,
+ * %d %u %x with a zero-pad flag, a width and the l, ll and z length
+ * modifiers, and %p. Returns the length
+ * that was written, excluding the NUL. */
+size_t ml_vfmt(char *buf, size_t cap, const char *fmt, va_list ap);
+size_t ml_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prints "memledger: <message>\n" on stderr in one write(2). */
+void ml_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A buffered writer to an fd. Errors are sticky: check `failed` at the end. */
+typedef struct {
+    int fd;
+    bool failed;
+    int err;          /* errno of the first failure */
+    size_t len;
+    char buf[1 << 16];
+} ml_out_t;
+
+void ml_out_init(ml_out_t *o, int fd);
+void ml_out_bytes(ml_out_t *o, const char *s, size_t n);
+void ml_out_str(ml_out_t *o, const char *s);
+void ml_out_char(ml_out_t *o, char c);
+void ml_out_u64(ml_out_t *o, uint64_t v);
+void ml_out_i64(ml_out_t *o, int64_t v);
+void ml_out_hex(ml_out_t *o, uint64_t v);
+/* Writes s with tab, newline, carriage return and backslash escaped as
+ * \t \n \r \\, so a field never breaks the line format; NULL writes "-",
+ * and a string that is exactly "-" is written as "\-". */
+void ml_out_field(ml_out_t *o, const char *s);
+void ml_out_printf(ml_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Returns false when anything failed so far. */
+bool ml_out_flush(ml_out_t *o);
+
+#endif

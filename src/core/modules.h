@@ -1,0 +1,53 @@
+/* modules.h — every shared object the process has had loaded, with its
+ * build-id, kept after it is unloaded so its frames can still be named.
+ * Owns: the registry and its generations (each load or unload seen bumps
+ * the generation; a stack remembers the generation it was captured under,
+ * so an address reused by a later library is not misread).
+ * Must never allocate through the hooked allocator and never wait on a lock
+ * from a hook: the loader may hold its own lock while calling malloc. */
+#ifndef ML_MODULES_H
+#define ML_MODULES_H
+
+#include "common/common.h"
+#include <stdatomic.h>
+
+#define ML_BUILD_ID_MAX 32
+
+typedef struct {
+    uintptr_t bias;               /* load bias (dlpi_addr) */
+    uintptr_t lo, hi;             /* span of the PT_LOAD segments, absolute */
+    const char *path;             /* as the loader named it; the executable's from /proc/self/exe */
+    uint8_t build_id[ML_BUILD_ID_MAX];
+    uint8_t build_id_len;
+    uint32_t added_gen;
+    _Atomic uint32_t removed_gen; /* 0 while loaded */
+    uint32_t seen_epoch;          /* private to the refresh */
+} ml_module_t;
+
+void ml_modules_init(void);
+
+/* Checks the loader's add/remove counters and, when they moved, records the
+ * new modules and the removed ones. Cheap when nothing changed. `wait`
+ * false (from hooks) gives up at once when another thread is refreshing.
+ * Returns the current generation. */
+uint32_t ml_modules_sync(bool wait);
+
+/* Index of the module that held `pc` at generation `gen`, or -1. */
+int ml_modules_find(uintptr_t pc, uint32_t gen);
+
+/* Called with each module the registry adds, by whichever thread refreshed
+ * it (a hook or the dumper), with the refresh lock held: it must not lock,
+ * allocate or call the loader. One observer (python.c's). */
+void ml_modules_set_observer(void (*fn)(const ml_module_t *m));
+
+uint32_t ml_modules_count(void);
+const ml_module_t *ml_modules_get(uint32_t index);
+
+/* Lower-case hex of the build-id into buf (cap >= 2*ML_BUILD_ID_MAX+1); "" if none. */
+char *ml_build_id_hex(const ml_module_t *m, char *buf, size_t cap);
+
+/* After fork in the child: the lock may have been held by a thread that no
+ * longer exists. */
+void ml_modules_after_fork_child(void);
+
+#endif

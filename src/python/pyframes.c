@@ -1,0 +1,220 @@
+/* pyframes.c — reading the calling thread's Python frames (see pyframes.h).
+ *
+ * Where the frames are: PyGILState_GetThisThreadState() reads the thread
+ * state from a thread-specific key (pthread_getspecific; no lock, no
+ * syscall), and it answers whether or not the thread holds the GIL: a
+ * thread inside a C call that released the GIL still finds its own state.
+ * Threads Python never ran on (an OpenMP pool, memledger's own) have none
+ * and keep native stacks. From the thread state:
+ *   3.8-3.10  tstate->frame, a PyFrameObject chain through f_back; one
+ *             _PyEval_EvalFrameDefault call per frame; f_lasti in bytes
+ *             (3.10: in code units).
+ *   3.11      tstate->cframe->current_frame, a _PyInterpreterFrame chain
+ *             through `previous`; one eval call runs frames up to and
+ *             including one flagged is_entry; prev_instr points at the
+ *             instruction running.
+ *   3.12      the same through tstate->cframe; an eval call begins with a
+ *             frame owned by the C stack (owner 3), skipped here.
+ *   3.13      tstate->current_frame, offsets from _Py_DebugOffsets;
+ *             instr_ptr, f_executable.
+ * The thread state is not cached per thread: PyGILState_Release can free
+ * it and a later PyGILState_Ensure make a new one, and the lookup is itself
+ * one thread-specific read, so a cache would save nothing worth a stale
+ * pointer.
+ *
+ * Safety: only the calling thread's own chain is read, while that thread
+ * is stopped in an allocation, so the interpreter is not changing it
+ * underneath (frames are linked only once initialised, and unlinked before
+ * they are cleared). Each pointer followed must be non-null and aligned,
+ * each code object must carry PyCode_Type (checked when the thread first
+ * meets it; its per-thread memo in ml_self then vouches for it until a code
+ * object is freed), and a walk stops after MAX_FRAMES frames, so a chain
+ * that is not what it should be ends the walk rather than being trusted.
+ *
+ * Cost: per frame, four or five loads and no call while the memo answers;
+ * the merged stack's ledger id then comes from pystacks.h when seen
+ * recently, without merging, hashing or probing the ledger. */
+#include "python/pyframes.h"
+#include "unwind/capture.h"
+#include "common/config.h"
+#include "core/thread.h"
+#include "core/ledger.h"
+#include "python/pycode.h"
+#include "python/pymem.h"
+#include "python/pystacks.h"
+
+#include <string.h>
+
+#define MAX_FRAMES 256
+
+static ml_pyframes_conf_t C;
+static ml_pylayout_t L;
+
+/* A Python frame while merging: its serial, whether it is the outermost
+ * frame of an eval-loop call, and its instruction address, in one word
+ * (also the frame's key in pystacks.h). */
+#define KEY_ENDS_CALL (1ull << 63)
+static inline uint64_t key_of(uint32_t serial, int32_t addr, bool ends)
+{
+    return (uint64_t)serial << 32 | (uint32_t)addr | (ends ? KEY_ENDS_CALL : 0);
+}
+static inline uint32_t key_serial(uint64_t k) { return (uint32_t)(k >> 32) & ~(1u << 31); }
+
+void ml_pyframes_init(const ml_pyframes_conf_t *conf)
+{
+    C = *conf;
+    L = *conf->layout;
+    C.layout = &L;
+}
+
+static inline uintptr_t rd(uintptr_t base, int off) { return *(const uintptr_t *)(base + (uintptr_t)(intptr_t)off); }
+
+static inline bool is_eval(uintptr_t pc)
+{
+    uintptr_t a = pc - 1; /* a return address; the call is before it */
+    return (a >= C.eval_lo && a < C.eval_hi) || (a >= C.cold_lo && a < C.cold_hi);
+}
+
+static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+{
+    /* the layout in locals: the loop stores to memory, which the compiler
+     * would otherwise assume could change L */
+    const int kind = L.frames, lasti_bytes = L.lasti_bytes;
+    const uintptr_t o_back = (uintptr_t)L.fr_back, o_code = (uintptr_t)L.fr_code, o_instr = (uintptr_t)L.fr_instr;
+    const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
+    const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive, code_type = C.code_type;
+    /* with our OBJ hook in place every code object's free is seen and the
+     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
+     * which cannot tell, is not used */
+    const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
+    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
+    ml_pymemo_t *memo = ml_self.py_memo;
+    uintptr_t f = rd(ts, L.ts_frame);
+    if (L.cf_current >= 0)
+        f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
+    unsigned n = 0;
+    for (unsigned seen = 0; f && !(f & 7) && n < max && seen < MAX_FRAMES; seen++) {
+        uintptr_t back = *(const uintptr_t *)(f + o_back);
+        if (kind == ML_PYF_CSTACK && *(const int8_t *)(f + o_owner) == ML_PY_OWNED_BY_CSTACK) {
+            if (n)
+                out[n - 1] |= KEY_ENDS_CALL;
+            f = back;
+            continue;
+        }
+        bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
+        uintptr_t code = *(const uintptr_t *)(f + o_code);
+        ml_pymemo_t *m = &memo[(code >> 4) & (ML_PYMEMO - 1)];
+        uint32_t s;
+        if (ML_LIKELY(m->code == code && m->epoch == epoch) && !fingerprints) {
+            s = m->serial; /* a code object then, and none freed since: still one */
+        } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
+            /* 3.13 frames can run objects other than code; show nothing */
+            if (ends && n)
+                out[n - 1] |= KEY_ENDS_CALL;
+            f = back;
+            continue;
+        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
+            m->code = code;
+            m->serial = s;
+            m->epoch = epoch;
+        }
+        int32_t addr;
+        if (kind == ML_PYF_OBJECT) {
+            int lasti = *(const int *)(f + o_instr);
+            addr = lasti < 0 ? -1 : lasti * lasti_bytes;
+        } else {
+            intptr_t d = (intptr_t)(*(const uintptr_t *)(f + o_instr) - (code + o_adaptive));
+            addr = d < 0 || d > INT32_MAX ? -1 : (int32_t)d;
+        }
+        if (ML_UNLIKELY(s & ML_PYCODE_HIDDEN)) {
+            if (ends && n)
+                out[n - 1] |= KEY_ENDS_CALL;
+        } else {
+            out[n++] = key_of(s, addr, ends);
+        }
+        f = back;
+    }
+    return n;
+}
+
+static unsigned current(uint64_t *out, unsigned max)
+{
+    uintptr_t ts = (uintptr_t)C.this_thread_state();
+    if (!ts || (ts & 7))
+        return 0;
+    return walk(ts, out, max);
+}
+
+static inline void put(uint64_t *words, unsigned *k, uint64_t key)
+{
+    words[(*k)++] = ML_WORD_PY | key_serial(key);
+    words[(*k)++] = (uint32_t)key;
+}
+
+/* The hybrid stack of native[n] and the Python frames keys[nf] into
+ * words[max] (see pyframes.h); returns its length. */
+static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native, unsigned n, const uint64_t *keys,
+                           unsigned nf)
+{
+    unsigned k = 0, fi = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (fi < nf && is_eval(native[i])) {
+            do {
+                if (k + 2 > max)
+                    return k;
+                put(words, &k, keys[fi]);
+            } while (!(keys[fi++] & KEY_ENDS_CALL) && fi < nf);
+            continue;
+        }
+        if (k + 1 > max)
+            return k;
+        words[k++] = native[i];
+    }
+    while (fi < nf && k + 2 <= max)
+        put(words, &k, keys[fi++]);
+    return k;
+}
+
+unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
+{
+    uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
+    unsigned nf = current(keys, MAX_FRAMES);
+    if (!nf)
+        return n;
+    n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
+    memcpy(native, words, n * sizeof *words);
+    return merge_into(words, max, native, n, keys, nf);
+}
+
+uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max)
+{
+    uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
+    unsigned nf = current(keys, MAX_FRAMES);
+    uint32_t id = ml_pystacks_find(domain, words, n, keys, nf);
+    if (ML_LIKELY(id))
+        return id;
+    n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
+    memcpy(native, words, n * sizeof *words);
+    unsigned k = nf ? merge_into(words, max, native, n, keys, nf) : n;
+    uint64_t h = ml_hash_begin();
+    for (unsigned i = 0; i < k; i++)
+        h = ml_hash_word(h, words[i]);
+    id = ml_ledger_intern(domain, words, k, ml_hash_end(h, domain, k));
+    if (id >= ML_STACK_FIRST) /* an overflow id is not remembered: the ledger counts each one */
+        ml_pystacks_put(domain, native, n, keys, nf, id);
+    return id;
+}
+
+unsigned ml_pyframes_walk(uint64_t *words, unsigned max)
+{
+    uint64_t keys[MAX_FRAMES];
+    unsigned nf = current(keys, MAX_FRAMES), k = 0;
+    for (unsigned i = 0; i < nf && k + 2 <= max; i++)
+        put(words, &k, keys[i]);
+    return k;
+}
+
+bool ml_pyframes_name(uint64_t w0, uint64_t w1, ml_pyframe_t *out)
+{
+    return ml_pycode_name((uint32_t)(w0 & 0xffffffffu), (int32_t)(uint32_t)w1, out);
+}

@@ -1,0 +1,108 @@
+/* pystacks.c — the merged-stack cache (see pystacks.h).
+ *
+ * Why: with Python frames merged in, the stack cache of capture.c still
+ * recognises the native chain, but the merged stack then had to be built,
+ * hashed word by word (a chain of dependent multiplies) and looked up in
+ * the ledger's table, whose entries sit far apart in memory: more than
+ * the rest of an allocation's cost. Here the key is hashed in four
+ * independent lanes and compared against one entry, read front to back.
+ *
+ * Entries use the sequence lock of stack_cache.c: a writer makes the
+ * counter odd, writes, and makes it even again; a reader trusts what it
+ * read only if the counter was the same even value before and after.
+ * Every field is read and written with relaxed atomics, so a torn read is
+ * a miss, never undefined behaviour. */
+#include "python/pystacks.h"
+#include "core/sysmem.h"
+
+#include <stdatomic.h>
+
+#define LOG2 12 /* 4096 entries, about 1 KiB each, touched as used */
+
+typedef struct {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t id;
+    _Atomic uint8_t domain, n, nf;
+    _Atomic uint64_t key[2 * ML_PYSTACKS_MAX];
+} entry_t;
+
+static entry_t *table;
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+bool ml_pystacks_init(void)
+{
+    if (!table)
+        table = ml_sysmem_map(sizeof(entry_t) << LOG2);
+    return table != NULL;
+}
+
+static inline uint64_t lanes(const uint64_t *w, unsigned n, uint64_t seed)
+{
+    uint64_t a = seed, b = ~seed, c = seed * 3, d = seed * 5;
+    unsigned i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a = (a ^ w[i]) * 0x9e3779b97f4a7c15ull;
+        b = (b ^ w[i + 1]) * 0xc2b2ae3d27d4eb4full;
+        c = (c ^ w[i + 2]) * 0x165667b19e3779f9ull;
+        d = (d ^ w[i + 3]) * 0xff51afd7ed558ccdull;
+    }
+    for (; i < n; i++)
+        a = (a ^ w[i]) * 0x9e3779b97f4a7c15ull;
+    return a ^ (b >> 17) ^ (c << 13) ^ (d >> 29) ^ n;
+}
+
+/* The slot is chosen from a sample of the key, the words that differ most
+ * between stacks (the innermost frames, the depths, a middle and the last
+ * Python frame); the entry is then compared whole. */
+static inline entry_t *slot(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf)
+{
+    uint64_t s[8] = {n ? native[0] : 0, n > 1 ? native[1] : 0, n ? native[n / 2] : 0, nf ? py[0] : 0,
+                     nf > 1 ? py[1] : 0, nf ? py[nf / 2] : 0, nf ? py[nf - 1] : 0,
+                     (uint64_t)domain << 32 | n << 16 | nf};
+    uint64_t h = lanes(s, 8, 0x243f6a8885a308d3ull) * 0x9e3779b97f4a7c15ull;
+    return &table[h >> (64 - LOG2)];
+}
+
+uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf)
+{
+    if (ML_UNLIKELY(!table) || n > ML_PYSTACKS_MAX || nf > ML_PYSTACKS_MAX)
+        return 0;
+    entry_t *x = slot(domain, native, n, py, nf);
+    uint32_t s1 = atomic_load_explicit(&x->seq, memory_order_acquire);
+    if ((s1 & 1) || LD(x->n) != n || LD(x->nf) != nf || LD(x->domain) != domain)
+        return 0;
+    uint64_t diff = 0;
+    for (unsigned i = 0; i < n; i++)
+        diff |= LD(x->key[i]) ^ native[i];
+    for (unsigned i = 0; i < nf; i++)
+        diff |= LD(x->key[ML_PYSTACKS_MAX + i]) ^ py[i];
+    uint32_t id = LD(x->id);
+    atomic_thread_fence(memory_order_acquire);
+    if (diff || atomic_load_explicit(&x->seq, memory_order_relaxed) != s1)
+        return 0;
+    return id;
+}
+
+void ml_pystacks_put(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf,
+                     uint32_t id)
+{
+    if (!table || n > ML_PYSTACKS_MAX || nf > ML_PYSTACKS_MAX)
+        return;
+    entry_t *x = slot(domain, native, n, py, nf);
+    uint32_t s = atomic_load_explicit(&x->seq, memory_order_relaxed);
+    if ((s & 1) || !atomic_compare_exchange_strong_explicit(&x->seq, &s, s + 1, memory_order_acquire,
+                                                            memory_order_relaxed))
+        return;
+    atomic_thread_fence(memory_order_release);
+    ST(x->domain, (uint8_t)domain);
+    ST(x->n, (uint8_t)n);
+    ST(x->nf, (uint8_t)nf);
+    ST(x->id, id);
+    for (unsigned i = 0; i < n; i++)
+        ST(x->key[i], native[i]);
+    for (unsigned i = 0; i < nf; i++)
+        ST(x->key[ML_PYSTACKS_MAX + i], py[i]);
+    atomic_store_explicit(&x->seq, s + 2, memory_order_release);
+}

@@ -1,0 +1,383 @@
+/* python.c — CPython in the process (see python.h).
+ *
+ * At start: the constructor runs before the program's main, so before
+ * Py_Initialize, and libpython (pyenv's shared one, or Debian's python3
+ * with it linked in and its API exported) is already loaded and relocated.
+ * PyMem hooks put in now see the interpreter's whole start-up, and survive
+ * it unless PYTHONMALLOC (or -X dev) asks Python for other allocators.
+ *
+ * Later: an embedder dlopen()s libpython. The module registry notices it
+ * (modules.h observer, on whichever thread refreshed) and wakes the
+ * dumper, which asks the loader for it (dlopen RTLD_NOLOAD waits for a
+ * load in progress to finish, so the library is relocated when we call
+ * it) and attaches from there. Then only MEM and OBJ are hooked: RAW is
+ * saved and restored around windows of Py_Initialize, and a hook put in
+ * during one would be dropped with blocks in flight; RAW is malloc by
+ * default, so the malloc hooks see those allocations anyway, with their
+ * Python frames.
+ *
+ * The eval loop's code: the exported symbol gives _PyEval_EvalFrameDefault
+ * and its size; GCC moves its rarely run blocks to a separate .cold part
+ * that only the full symbol table names (Debian's python3 is stripped of
+ * it). A return address there is an eval frame too, so the .cold part is
+ * found from the code itself: the hot part's near jumps that land outside
+ * it land, hundreds of times, inside one other unwind-table entry (FDE) —
+ * that entry is the cold part. */
+#include "python/python.h"
+#include "unwind/capture.h"
+#include "common/config.h"
+#include "snapshot/dumper.h"
+#include "common/io.h"
+#include "core/modules.h"
+#include "python/pycode.h"
+#include "python/pyframes.h"
+#include "python/pymem.h"
+#include "python/pystacks.h"
+#include "python/pyversions.h"
+#include "snapshot/snapshot_write.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+enum { ST_NONE, ST_ATTACHING, ST_ATTACHED };
+
+static struct {
+    _Atomic int state;
+    const char *_Atomic pending;  /* a libpython the registry noticed */
+    char version[48];
+    unsigned hex;
+    bool frames;
+    char why_not[160];            /* when frames are off */
+    unsigned hooked;              /* domains we put hooks in */
+    void (*get_allocator)(int, ml_pymem_alloc_t *);
+    int (*is_initialized)(void);
+    int (*is_finalizing)(void);
+    void *(*interp_main)(void);
+    uintptr_t runtime;
+    ml_pylayout_t layout;
+    ml_pyframes_conf_t conf;
+    uintptr_t bias;               /* load bias of the module with the eval loop */
+} py;
+
+static const char *const domain_names[ML_PYMEM_DOMAINS] = {"raw", "mem", "obj"};
+
+/* ---- the eval loop's code ---- */
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t *r = data; /* in: r[0] an address; out: r[1], r[2] its executable segment */
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && r[0] >= lo && r[0] < lo + ph->p_memsz) {
+            r[1] = lo;
+            r[2] = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    uintptr_t lo, hi;
+    unsigned hits;
+} range_t;
+
+/* The FDE most of the hot part's outward jumps land inside (see the top).
+ * Byte-wise decoding of jmp/jcc rel32 also finds false targets in the
+ * middle of other instructions; they scatter over unrelated entries. */
+static void find_cold(uintptr_t lo, uintptr_t hi, uintptr_t *cold_lo, uintptr_t *cold_hi)
+{
+    uintptr_t seg[3] = {lo, 0, 0};
+    *cold_lo = *cold_hi = 0;
+    if (!dl_iterate_phdr(find_text, seg) || hi > seg[2])
+        return;
+    static range_t ranges[256];
+    unsigned nr = 0, tries = 0;
+    const uint8_t *code = (const uint8_t *)lo;
+    for (uintptr_t i = 0; i + 6 <= hi - lo && tries < 4096; i++) {
+        int32_t rel;
+        uintptr_t target;
+        if (code[i] == 0x0f && (code[i + 1] & 0xf0) == 0x80) {
+            memcpy(&rel, code + i + 2, sizeof rel); /* unaligned */
+            target = lo + i + 6 + (uintptr_t)(intptr_t)rel;
+        } else if (code[i] == 0xe9) {
+            memcpy(&rel, code + i + 1, sizeof rel);
+            target = lo + i + 5 + (uintptr_t)(intptr_t)rel;
+        } else {
+            continue;
+        }
+        if ((target >= lo && target < hi) || target < seg[1] || target >= seg[2])
+            continue;
+        unsigned r = 0;
+        while (r < nr && !(target >= ranges[r].lo && target < ranges[r].hi))
+            r++;
+        if (r == nr) {
+            unw_proc_info_t pi;
+            tries++;
+            if (nr == ML_ARRAY_LEN(ranges) ||
+                unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)target, &pi, NULL) != 0 ||
+                pi.start_ip >= pi.end_ip || (pi.start_ip < hi && pi.end_ip > lo))
+                continue;
+            ranges[nr++] = (range_t){(uintptr_t)pi.start_ip, (uintptr_t)pi.end_ip, 0};
+        }
+        if (target != ranges[r].lo) /* a call's tail jump lands on an entry's start */
+            ranges[r].hits++;
+    }
+    unsigned best = 0;
+    for (unsigned r = 1; r < nr; r++)
+        if (ranges[r].hits > ranges[best].hits)
+            best = r;
+    if (nr && ranges[best].hits >= 8) {
+        *cold_lo = ranges[best].lo;
+        *cold_hi = ranges[best].hi;
+    }
+}
+
+static bool find_eval(uintptr_t eval, ml_pyframes_conf_t *c)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    struct link_map *lm = NULL;
+    if (!dladdr1((void *)eval, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size ||
+        !dladdr1((void *)eval, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        return false;
+    py.bias = lm->l_addr;
+    c->eval_lo = eval;
+    c->eval_hi = eval + sym->st_size;
+    find_cold(c->eval_lo, c->eval_hi, &c->cold_lo, &c->cold_hi);
+    return true;
+}
+
+/* ---- attaching ---- */
+
+static void *sym(void *handle, const char *name) { return dlsym(handle, name); }
+
+static unsigned parse_version(const char *v)
+{
+    char *end;
+    unsigned long major = strtoul(v, &end, 10);
+    if (*end != '.')
+        return 0;
+    unsigned long minor = strtoul(end + 1, &end, 10);
+    return major < 256 && minor < 256 ? (unsigned)(major << 8 | minor) : 0;
+}
+
+static void frames_off(const char *why)
+{
+    ml_fmt(py.why_not, sizeof py.why_not, "%s", why);
+    ml_warn("CPython %s: %s; stacks stay native", py.version, py.why_not);
+}
+
+static void start_frames(void *h)
+{
+    const ml_pylayout_t *builtin = ml_pylayout_builtin(py.hex);
+    if (sym(h, "_Py_NegativeRefcount")) {
+        frames_off("a debug build (its objects are laid out differently)");
+        return;
+    }
+    if (builtin) {
+        py.layout = *builtin;
+    } else if (!py.runtime || !ml_pylayout_from_debug_offsets((const void *)py.runtime, py.hex, &py.layout)) {
+        frames_off("Python frames are read on CPython 3.8 to 3.13 (default builds)");
+        return;
+    }
+    void *ts = sym(h, "PyGILState_GetThisThreadState"), *eval = sym(h, "_PyEval_EvalFrameDefault");
+    void *code = sym(h, "PyCode_Type"), *str = sym(h, "PyUnicode_Type"), *bytes = sym(h, "PyBytes_Type");
+    if (!ts || !eval || !code || !str || !bytes) {
+        char why[128];
+        ml_fmt(why, sizeof why, "the interpreter does not export %s",
+               !ts ? "PyGILState_GetThisThreadState" : !eval ? "_PyEval_EvalFrameDefault" : "its type objects");
+        frames_off(why);
+        return;
+    }
+    py.conf.layout = &py.layout;
+    py.conf.this_thread_state = (void *(*)(void))ts;
+    py.conf.code_type = (uintptr_t)code;
+    if (!find_eval((uintptr_t)eval, &py.conf)) {
+        frames_off("cannot tell where _PyEval_EvalFrameDefault ends");
+        return;
+    }
+    if (!ml_pycode_init(&py.layout, (uintptr_t)code, (uintptr_t)str, (uintptr_t)bytes)) {
+        frames_off("cannot map the code-object table");
+        return;
+    }
+    ml_pyframes_init(&py.conf);
+    ml_snapshot_set_pyframe_fn(ml_pyframes_name);
+    if (ml_pystacks_init())
+        ml_capture_set_merge_intern(ml_pyframes_intern);
+    ml_capture_set_merge(ml_pyframes_merge);
+    py.frames = true;
+}
+
+static void hook_domains(void *set_fn, unsigned mask)
+{
+    void (*set)(int, const ml_pymem_alloc_t *) = (void (*)(int, const ml_pymem_alloc_t *))set_fn;
+    if (!ml_pymem_offered())
+        return;
+    for (int d = 0; d < ML_PYMEM_DOMAINS; d++) {
+        if (!(mask & (1u << d)))
+            continue;
+        py.get_allocator(d, &ml_pymem_next[d]);
+        if (ml_pymem_is_hook(d, &ml_pymem_next[d]))
+            continue; /* already ours (a second attach) */
+        ml_pymem_alloc_t mine;
+        ml_pymem_hooks(d, &mine);
+        atomic_thread_fence(memory_order_release);
+        set(d, &mine);
+        py.hooked |= 1u << d;
+    }
+}
+
+static void header(ml_out_t *o);
+
+/* Attaches to the interpreter whose symbols `h` finds. Returns false when
+ * it is not one (no PyMem API). */
+static bool attach(void *h, bool at_start)
+{
+    void *set = sym(h, "PyMem_SetAllocator"), *get = sym(h, "PyMem_GetAllocator");
+    const char *(*version)(void) = (const char *(*)(void))sym(h, "Py_GetVersion");
+    if (!set || !get || !version)
+        return false;
+    int expect = ST_NONE;
+    if (!atomic_compare_exchange_strong(&py.state, &expect, ST_ATTACHING))
+        return true;
+    const char *v = version();
+    size_t n = strcspn(v, " ");
+    n = n < sizeof py.version - 1 ? n : sizeof py.version - 1;
+    memcpy(py.version, v, n);
+    py.version[n] = '\0';
+    py.hex = parse_version(v);
+    py.get_allocator = (void (*)(int, ml_pymem_alloc_t *))get;
+    py.is_initialized = (int (*)(void))sym(h, "Py_IsInitialized");
+    py.is_finalizing = (int (*)(void))sym(h, "Py_IsFinalizing");
+    if (!py.is_finalizing)
+        py.is_finalizing = (int (*)(void))sym(h, "_Py_IsFinalizing");
+    py.interp_main = (void *(*)(void))sym(h, "PyInterpreterState_Main");
+    py.runtime = (uintptr_t)sym(h, "_PyRuntime");
+    start_frames(h);
+    /* frames first: the first hooked allocation already gets them */
+    hook_domains(set, at_start ? 7u : (1u << ML_PYMEM_MEM | 1u << ML_PYMEM_OBJ));
+    const char *pm = at_start ? getenv("PYTHONMALLOC") : NULL;
+    if (pm && *pm && strcmp(pm, "malloc") != 0 && strcmp(pm, "malloc_debug") != 0)
+        ml_warn("PYTHONMALLOC=%s replaces memledger's PyMem hooks when Python starts: small Python "
+                "objects go untracked (PYTHONMALLOC=malloc shows them as malloc)", pm);
+    ml_snapshot_add_header(header);
+    atomic_store(&py.state, ST_ATTACHED);
+    return true;
+}
+
+static void observe(const ml_module_t *m)
+{
+    if (atomic_load_explicit(&py.state, memory_order_relaxed) != ST_NONE)
+        return;
+    const char *base = strrchr(m->path, '/');
+    base = base ? base + 1 : m->path;
+    if (strncmp(base, "libpython3", 10) != 0)
+        return;
+    const char *none = NULL;
+    if (atomic_compare_exchange_strong(&py.pending, &none, m->path))
+        ml_dumper_wake();
+}
+
+static bool service(void)
+{
+    ml_python_service();
+    return false;
+}
+
+void ml_python_init(void)
+{
+    if (!ml_config.python)
+        return;
+    if (!attach(RTLD_DEFAULT, true)) {
+        ml_dumper_add_service(service, false);
+        ml_modules_set_observer(observe);
+    }
+}
+
+void ml_python_service(void)
+{
+    const char *path = atomic_load_explicit(&py.pending, memory_order_acquire);
+    if (!path || atomic_load(&py.state) != ST_NONE)
+        return;
+    /* Not dlclose()d: the handle keeps libpython, whose hooks we now are,
+     * loaded; and an interpreter cannot be unloaded anyway. */
+    void *h = dlopen(path, RTLD_NOLOAD | RTLD_LAZY);
+    if (!h || !attach(h, false))
+        atomic_store(&py.pending, NULL); /* not an interpreter after all */
+}
+
+/* ---- the header lines (docs/format.md, docs/python.md) ---- */
+
+static void gc_line(ml_out_t *o)
+{
+    const ml_pylayout_t *L = &py.layout;
+    if (!py.frames || !py.is_initialized || !py.interp_main)
+        return;
+    /* Only while the interpreter is up and not being torn down: its state
+     * (heap-allocated before 3.12) is freed at the end of finalization. */
+    if (!py.is_initialized() || (py.is_finalizing && py.is_finalizing()))
+        return;
+    uintptr_t gc = 0;
+    if (L->gc_in_runtime >= 0 && py.runtime) {
+        gc = py.runtime + (uintptr_t)L->gc_in_runtime;
+    } else if (L->gc_in_interp >= 0) {
+        uintptr_t interp = (uintptr_t)py.interp_main();
+        gc = interp ? interp + (uintptr_t)L->gc_in_interp : 0;
+    }
+    if (!gc)
+        return;
+    /* plain ints the interpreter updates under its GIL; a torn read is not
+     * possible for an aligned int, a stale one is a snapshot's nature */
+    const volatile int *enabled = (const volatile int *)(gc + (uintptr_t)L->gc_enabled);
+    ml_out_printf(o, "python_gc\t%d", *enabled ? 1 : 0);
+    for (int g = 0; g < 3; g++)
+        ml_out_printf(o, "\t%d", *(const volatile int *)(gc + (uintptr_t)(L->gc_count0 + g * L->gc_stride)));
+    ml_out_char(o, '\n');
+}
+
+static void header(ml_out_t *o)
+{
+    ml_out_str(o, "python_version\t");
+    ml_out_field(o, py.version);
+    ml_out_str(o, "\npython_pymem");
+    unsigned on = 0;
+    for (int d = 0; d < ML_PYMEM_DOMAINS; d++) {
+        ml_pymem_alloc_t a;
+        py.get_allocator(d, &a);
+        if (ml_pymem_is_hook(d, &a)) {
+            ml_out_printf(o, "\t%s", domain_names[d]);
+            on++;
+        }
+    }
+    ml_out_str(o, on ? "\n" : "\t-\n");
+    if (py.frames) {
+        ml_out_str(o, "python_frames\ton\n");
+        const ml_pyframes_conf_t *c = &py.conf;
+        ml_out_printf(o, "python_eval\t%llx\t%llx", (unsigned long long)(c->eval_lo - py.bias),
+                      (unsigned long long)(c->eval_hi - c->eval_lo));
+        if (c->cold_lo)
+            ml_out_printf(o, "\t%llx\t%llx\n", (unsigned long long)(c->cold_lo - py.bias),
+                          (unsigned long long)(c->cold_hi - c->cold_lo));
+        else
+            ml_out_str(o, "\t-\t-\n");
+        ml_pycode_stats_t s;
+        ml_pycode_stats(&s);
+        ml_out_printf(o, "python_code\t%llu\t%llu\t%llu\n", (unsigned long long)s.interned,
+                      (unsigned long long)s.forgotten, (unsigned long long)s.dropped);
+        ml_out_printf(o, "problem\tpython_code_table_full\t%llu\n", (unsigned long long)s.dropped);
+    } else {
+        ml_out_str(o, "python_frames\toff\t");
+        ml_out_field(o, py.why_not);
+        ml_out_char(o, '\n');
+    }
+    gc_line(o);
+}

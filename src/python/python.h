@@ -1,0 +1,21 @@
+/* python.h — CPython in the process.
+ * Owns: finding the interpreter (in the program at start, or a libpython
+ * loaded later by an embedder), telling its version, putting the PyMem
+ * hooks in (shim/pymem.c), starting the frame merge (pyframes.h) and the
+ * frame naming, and the snapshot's python header lines.
+ * Must never call into the interpreter from a hook, and never take the
+ * GIL or make Python objects anywhere. */
+#ifndef ML_PYTHON_H
+#define ML_PYTHON_H
+
+/* From the constructor, before the first module sync: attaches to a
+ * CPython already in the process, or watches the module registry for a
+ * libpython to come. Does nothing with MEMLEDGER_PYTHON=0. */
+void ml_python_init(void);
+
+/* The dumper thread's service (ml_dumper_add_service), each time it wakes:
+ * attaches to a libpython the registry noticed since. Never from a hook:
+ * it asks the loader. */
+void ml_python_service(void);
+
+#endif

@@ -1,0 +1,40 @@
+/* snapshot_write.h — writing one snapshot file from the live ledger.
+ * Owns: the file's creation (temporary name, 0600, O_EXCL|O_NOFOLLOW, then
+ * rename), its contents per format.h and docs/format.md, and the frame
+ * table. Runs in the dumper or an API caller, never in a hook or a signal
+ * handler: it allocates and symbolizes. Never writes environment values. */
+#ifndef ML_SNAPSHOT_WRITE_H
+#define ML_SNAPSHOT_WRITE_H
+
+#include "common/common.h"
+#include "common/io.h"
+#include <sys/types.h>
+
+/* Writes <dir>/memledger.<pid>.<seq>.snap. Returns 0, or an errno value
+ * (the temporary file is removed on failure). The final path goes to
+ * path_out when it is not NULL. */
+int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger,
+                      char *path_out, size_t cap);
+
+/* The folders above (unwind, Python, CUDA) add header lines with this;
+ * up to 8. */
+typedef void (*ml_header_fn)(ml_out_t *o);
+void ml_snapshot_add_header(ml_header_fn fn);
+
+/* ... and figures to the `memory` line: `name` and the resident bytes
+ * `resident` returns when the snapshot is written; up to 8. */
+void ml_snapshot_add_memory(const char *name, uint64_t (*resident)(void));
+
+/* How Python frames are named (set by pyframes.c). Returns false when the
+ * pair of words cannot be named; strings must outlive the call. */
+typedef struct {
+    const char *function, *file;
+    int line;
+} ml_pyframe_t;
+typedef bool (*ml_pyframe_fn)(uint64_t w0, uint64_t w1, ml_pyframe_t *out);
+void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn);
+
+/* Snapshots that could not be written so far (reported in the next one). */
+extern _Atomic uint64_t ml_snapshots_failed;
+
+#endif

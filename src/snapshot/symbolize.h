@@ -1,0 +1,26 @@
+/* symbolize.h — names for native frames: function from the ELF symbol
+ * tables (.symtab, or .dynsym in stripped libraries), file:line from DWARF
+ * (in the file or its separate debuginfo), through elfutils' libdwfl.
+ * Owns: one libdwfl session per module, and a cache of answers.
+ * Runs only in the dumper (or a thread asking for a snapshot): it allocates,
+ * so it must never be reached from a hook. */
+#ifndef ML_SYMBOLIZE_H
+#define ML_SYMBOLIZE_H
+
+#include "common/common.h"
+
+typedef struct {
+    const char *function; /* NULL when unknown; owned by the symbolizer */
+    const char *file;     /* NULL when unknown */
+    int line;             /* 0 when unknown */
+} ml_symbol_t;
+
+/* Names the code at `pc` in module `mod` (a modules.h index). `pc` is a
+ * return address: the call instruction before it is what gets named. */
+void ml_symbolize(uint32_t mod, uintptr_t pc, ml_symbol_t *out);
+
+/* Forgets everything (after fork: a session may have been half-updated by
+ * the parent's dumper). Leaks the old state rather than touch it. */
+void ml_symbolize_reset(void);
+
+#endif

@@ -1,0 +1,323 @@
+/* unwind_rules.c — the return-address → unwind-rule map and the service
+ * that fills it (see unwind_rules.h).
+ *
+ * Why a map filled lazily rather than tables built per module: a process
+ * that loads libtorch has 220,000 FDEs in that one library, but only the
+ * few thousand return addresses on its allocation paths ever matter. The
+ * hot path looks a return address up; on a miss it leaves the address in a
+ * small pending set and lets libunwind take that one stack. memledger's own
+ * thread later asks elfutils' CFI reader (dwarf_cfi_addrframe) for the row
+ * that covers the call, reduces it to the three facts an x86-64 unwinder
+ * needs, and publishes them. The map is insert-only with a single writer,
+ * so readers need no lock and never see a half-written entry. */
+#include "unwind/unwind_rules.h"
+#include "snapshot/dumper.h"
+#include "core/modules.h"
+#include "core/sysmem.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAP_FIRST_LOG2 12 /* 4096 return addresses to start with, 64 KiB */
+#define MAP_MAX_LOG2 22   /* grows up to 4M */
+#define PENDING 4096
+
+ml_rule_map_t *_Atomic ml_rules;
+_Atomic uint32_t ml_unwind_epoch;
+static _Atomic int invalidate_requested;
+
+static _Atomic uint64_t *pending;
+static _Atomic int pending_flag;
+static _Atomic uint64_t dropped;
+static uint64_t known, unknown, map_used;
+
+typedef struct {
+    bool tried;
+    int fd;
+    Elf *elf;
+    Dwarf_CFI *cfi;
+} cfi_entry_t;
+
+static cfi_entry_t *cfis;
+static uint32_t ncfis;
+
+static size_t map_bytes(uint64_t mask) { return sizeof(ml_rule_map_t) + (mask + 1) * sizeof(ml_rule_slot_t); }
+
+/* A new map, its pages faulted in now (in one go, by the kernel) rather
+ * than one by one under the hooks that read it. */
+static ml_rule_map_t *new_map(unsigned log2)
+{
+    ml_rule_map_t *m = ml_sysmem_map_populated(map_bytes(((uint64_t)1 << log2) - 1));
+    if (m)
+        m->mask = ((uint64_t)1 << log2) - 1;
+    return m;
+}
+
+bool ml_unwind_rules_init(void)
+{
+    atomic_store(&ml_rules, new_map(MAP_FIRST_LOG2));
+    pending = ml_sysmem_map(sizeof(uint64_t) * PENDING);
+    if (!atomic_load(&ml_rules) || !pending)
+        return false;
+    elf_version(EV_CURRENT);
+    ml_dumper_add_service(ml_unwind_rules_service, true);
+    return true;
+}
+
+void ml_unwind_rules_miss(uint64_t pc)
+{
+    _Atomic uint64_t *s = &pending[(pc * 0x9e3779b97f4a7c15ull >> 32) & (PENDING - 1)];
+    uint64_t expect = 0;
+    if (atomic_load_explicit(s, memory_order_relaxed) == pc)
+        return;
+    if (!atomic_compare_exchange_strong_explicit(s, &expect, pc, memory_order_release,
+                                                 memory_order_relaxed)) {
+        if (expect != pc)
+            atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (!atomic_exchange_explicit(&pending_flag, 1, memory_order_acq_rel))
+        ml_dumper_wake();
+}
+
+static Dwarf_CFI *cfi_of(uint32_t mod)
+{
+    if (mod >= ncfis) {
+        uint32_t n = ncfis ? ncfis : 64;
+        while (n <= mod)
+            n *= 2;
+        cfi_entry_t *c = realloc(cfis, n * sizeof *c);
+        if (!c)
+            return NULL;
+        memset(c + ncfis, 0, (n - ncfis) * sizeof *c);
+        cfis = c;
+        ncfis = n;
+    }
+    cfi_entry_t *e = &cfis[mod];
+    if (e->tried)
+        return e->cfi;
+    e->tried = true;
+    const ml_module_t *m = ml_modules_get(mod);
+    if (m->path[0] != '/')
+        return NULL;
+    e->fd = open(m->path, O_RDONLY | O_CLOEXEC);
+    if (e->fd < 0)
+        return NULL;
+    e->elf = elf_begin(e->fd, ELF_C_READ_MMAP, NULL);
+    if (e->elf)
+        e->cfi = dwarf_getcfi_elf(e->elf);
+    return e->cfi;
+}
+
+/* "saved at CFA + n" as libdw spells it: DW_OP_call_frame_cfa, then
+ * DW_OP_plus_uconst n (n may wrap to negative). */
+static bool cfa_relative(const Dwarf_Op *ops, size_t n, int64_t *off)
+{
+    if (n != 2 || ops[0].atom != DW_OP_call_frame_cfa)
+        return false;
+    if (ops[1].atom == DW_OP_plus_uconst || ops[1].atom == DW_OP_consts) {
+        *off = (int64_t)ops[1].number;
+        return true;
+    }
+    return false;
+}
+
+static uint64_t rule_of_frame(Dwarf_Frame *f)
+{
+    Dwarf_Addr start, end;
+    bool signalp = false;
+    if (dwarf_frame_info(f, &start, &end, &signalp) != 16 || signalp)
+        return ML_RULE_UNKNOWN;
+    Dwarf_Op mem[3], *ops;
+    size_t n;
+    /* the return address: at CFA - 8, or undefined at the outermost frame */
+    if (dwarf_frame_register(f, 16, mem, &ops, &n) != 0)
+        return ML_RULE_UNKNOWN;
+    int64_t raoff;
+    if (n == 0 && ops == mem)
+        return ML_RULE_OUTERMOST;
+    if (!cfa_relative(ops, n, &raoff) || raoff != -8)
+        return ML_RULE_UNKNOWN;
+    /* the CFA: a register plus an offset */
+    if (dwarf_frame_cfa(f, &ops, &n) != 0 || n != 1)
+        return ML_RULE_UNKNOWN;
+    unsigned reg;
+    int64_t cfaoff;
+    if (ops[0].atom == DW_OP_bregx) {
+        reg = (unsigned)ops[0].number;
+        cfaoff = (int64_t)ops[0].number2;
+    } else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
+        reg = ops[0].atom - DW_OP_breg0;
+        cfaoff = (int64_t)ops[0].number;
+    } else {
+        return ML_RULE_UNKNOWN;
+    }
+    if ((reg != 6 && reg != 7) || cfaoff < INT32_MIN || cfaoff > INT32_MAX)
+        return ML_RULE_UNKNOWN;
+    /* the caller's RBP: unchanged, or saved at CFA + k */
+    int rbp_slots = 0;
+    if (dwarf_frame_register(f, 6, mem, &ops, &n) != 0)
+        return ML_RULE_UNKNOWN;
+    if (n == 0 && ops == mem)
+        return ML_RULE_UNKNOWN; /* undefined RBP: only outermost frames do this */
+    if (n != 0) {
+        int64_t k;
+        if (!cfa_relative(ops, n, &k) || k % 8 || k / 8 < -127 || k / 8 > 127 || k == 0)
+            return ML_RULE_UNKNOWN;
+        rbp_slots = (int)(k / 8);
+    }
+    return ml_rule_make(reg == 7 ? ML_RULE_RSP : ML_RULE_RBP, (int32_t)cfaoff, rbp_slots);
+}
+
+uint64_t ml_unwind_rule_compute(uint64_t pc)
+{
+    int mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
+    if (mi < 0) {
+        ml_modules_sync(true);
+        mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
+        if (mi < 0)
+            return ML_RULE_UNKNOWN;
+    }
+    Dwarf_CFI *cfi = cfi_of((uint32_t)mi);
+    if (!cfi)
+        return ML_RULE_UNKNOWN;
+    const ml_module_t *m = ml_modules_get((uint32_t)mi);
+    Dwarf_Frame *f = NULL;
+    /* a return address follows the call: the call's own row is at pc - 1 */
+    if (dwarf_cfi_addrframe(cfi, pc - 1 - m->bias, &f) != 0)
+        return ML_RULE_UNKNOWN;
+    uint64_t r = rule_of_frame(f);
+    free(f);
+    return r;
+}
+
+void ml_unwind_rules_invalidate(void)
+{
+    atomic_store_explicit(&invalidate_requested, 1, memory_order_release);
+    if (!atomic_exchange_explicit(&pending_flag, 1, memory_order_acq_rel))
+        ml_dumper_wake();
+}
+
+/* A library was unloaded: its return addresses may come back as another
+ * library's, with other rules. A fresh map replaces the old one (which is
+ * left mapped: a hook may still be reading it), and the epoch tells the
+ * chain cache that what it knows was built on the old rules. */
+static void start_over(void)
+{
+    ml_rule_map_t *fresh = new_map(MAP_FIRST_LOG2);
+    if (!fresh)
+        return;
+    atomic_store_explicit(&ml_rules, fresh, memory_order_release);
+    map_used = known = unknown = 0;
+    atomic_fetch_add_explicit(&ml_unwind_epoch, 1, memory_order_release);
+    /* the CFI readers of unloaded files would be read no more; their memory
+     * stays with them (a handful of modules, once per unload) */
+    cfis = NULL;
+    ncfis = 0;
+}
+
+static void insert(ml_rule_map_t *map, uint64_t pc, uint64_t rule)
+{
+    for (uint64_t i = ml_rule_hash(pc);; i++) {
+        ml_rule_slot_t *s = &map->slot[i & map->mask];
+        if (atomic_load_explicit(&s->key, memory_order_relaxed) == 0) {
+            s->rule = rule;
+            atomic_store_explicit(&s->key, pc, memory_order_release);
+            return;
+        }
+    }
+}
+
+/* Half full: a map four times larger takes over. The old one stays mapped
+ * (a hook may be reading it), which costs a third more than the final map. */
+static ml_rule_map_t *grow(ml_rule_map_t *old)
+{
+    unsigned log2 = (unsigned)__builtin_ctzll(old->mask + 1) + 2;
+    if (log2 > MAP_MAX_LOG2)
+        return old;
+    ml_rule_map_t *m = new_map(log2);
+    if (!m)
+        return old;
+    for (uint64_t i = 0; i <= old->mask; i++) {
+        uint64_t k = atomic_load_explicit(&old->slot[i].key, memory_order_relaxed);
+        if (k)
+            insert(m, k, old->slot[i].rule);
+    }
+    atomic_store_explicit(&ml_rules, m, memory_order_release);
+    return m;
+}
+
+static void publish(uint64_t pc, uint64_t rule)
+{
+    ml_rule_map_t *map = atomic_load_explicit(&ml_rules, memory_order_relaxed);
+    if ((map_used + 1) * 2 > map->mask + 1) {
+        map = grow(map);
+        if ((map_used + 1) * 4 > (map->mask + 1) * 3)
+            return; /* full for good: the address keeps its slow path */
+    }
+    for (uint64_t i = ml_rule_hash(pc);; i++) {
+        ml_rule_slot_t *s = &map->slot[i & map->mask];
+        uint64_t k = atomic_load_explicit(&s->key, memory_order_relaxed);
+        if (k == pc)
+            return;
+        if (k == 0) {
+            s->rule = rule;
+            atomic_store_explicit(&s->key, pc, memory_order_release);
+            map_used++;
+            if (ml_rule_kind(rule) == ML_RULE_UNKNOWN)
+                unknown++;
+            else
+                known++;
+            return;
+        }
+    }
+}
+
+bool ml_unwind_rules_service(void)
+{
+    if (!pending || !atomic_exchange_explicit(&pending_flag, 0, memory_order_acq_rel))
+        return false;
+    if (atomic_exchange_explicit(&invalidate_requested, 0, memory_order_acq_rel))
+        start_over();
+    for (int i = 0; i < PENDING; i++) {
+        if (!atomic_load_explicit(&pending[i], memory_order_relaxed))
+            continue; /* the common case: no locked instruction for an empty slot */
+        uint64_t pc = atomic_exchange_explicit(&pending[i], 0, memory_order_acquire);
+        if (!pc)
+            continue;
+        uint64_t r;
+        if (!ml_rule_find(pc, &r))
+            publish(pc, ml_unwind_rule_compute(pc));
+    }
+    return atomic_load_explicit(&pending_flag, memory_order_acquire) != 0;
+}
+
+void ml_unwind_rules_stats(uint64_t *k, uint64_t *u, uint64_t *d)
+{
+    *k = known;
+    *u = unknown;
+    *d = atomic_load_explicit(&dropped, memory_order_relaxed);
+}
+
+void ml_unwind_rules_after_fork_child(void)
+{
+    if (pending)
+        memset((void *)pending, 0, sizeof(uint64_t) * PENDING);
+    atomic_store(&pending_flag, 0);
+    cfis = NULL; /* the parent's service may have been mid-update: start over, leak the old */
+    ncfis = 0;
+}
+
+uint64_t ml_unwind_rules_resident(void)
+{
+    ml_rule_map_t *m = atomic_load(&ml_rules);
+    if (!m)
+        return 0; /* the fast unwinder is off */
+    return ml_sysmem_resident(m, map_bytes(m->mask)) +
+           ml_sysmem_resident((const void *)pending, sizeof(uint64_t) * PENDING);
+}
