@@ -103,17 +103,11 @@ ML_EXPORT void free(void *p)
 
 static void *realloc_common(void *p, size_t n, void *(*real)(void *, size_t, size_t), size_t k)
 {
-    /* Forgets p first: once the real realloc has moved it, another thread
-     * may already own that address. */
-    uint32_t id = 0;
-    uint64_t old = 0;
-    bool had = p && ml_track_free(&ml_heap_addrs, p, &id, &old);
+    ml_forgot_t f = ml_track_realloc_forget(&ml_heap_addrs, p);
     void *q = real ? real(p, k, n) : ml_real.realloc(p, n);
     size_t total = real ? k * n : n;
-    if (q)
-        ml_track_alloc(&ml_heap_addrs, ML_DOM_MALLOC, q, total);
-    else if (had && total != 0)
-        ml_track_restore(&ml_heap_addrs, p, id, old); /* failed: p is still live */
+    /* realloc(p, 0) may free p and return NULL: then p is gone */
+    ml_track_realloc_done(&ml_heap_addrs, ML_DOM_MALLOC, p, q, total, total != 0, &f);
     return q;
 }
 

@@ -52,17 +52,9 @@ static inline void *hook_realloc(int d, void *p, size_t n)
     ml_pymem_alloc_t *a = &ml_pymem_next[d];
     if (!ml_tracking() || !ml_enter())
         return a->realloc(a->ctx, p, n);
-    /* forget p first: once moved, another thread may own that address */
-    uint32_t id = 0;
-    uint64_t old = 0;
-    bool had = p && !ml_free_skip(p) && ml_track_free(&ml_heap_addrs, p, &id, &old);
+    ml_forgot_t f = ml_track_realloc_forget(&ml_heap_addrs, p);
     void *q = a->realloc(a->ctx, p, n);
-    if (q) {
-        if (!ml_sample_skip(n))
-            ml_track_alloc(&ml_heap_addrs, ML_DOM_PYTHON, q, n);
-    } else if (had) {
-        ml_track_restore(&ml_heap_addrs, p, id, old); /* failed: p is still live */
-    }
+    ml_track_realloc_done(&ml_heap_addrs, ML_DOM_PYTHON, p, q, n, true, &f);
     ml_leave();
     return q;
 }

@@ -161,6 +161,23 @@ void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size
     ml_ledger_uncount_free(id, b, c);
 }
 
+ml_forgot_t ml_track_realloc_forget(ml_addrtab_t *t, const void *p)
+{
+    ml_forgot_t f = {false, 0, 0};
+    if (p)
+        f.had = ml_track_free(t, p, &f.id, &f.size);
+    return f;
+}
+
+void ml_track_realloc_done(ml_addrtab_t *t, unsigned domain, const void *p, const void *q, uint64_t size,
+                           bool p_kept_on_failure, const ml_forgot_t *f)
+{
+    if (q)
+        ml_track_alloc(t, domain, q, size);
+    else if (f->had && p_kept_on_failure)
+        ml_track_restore(t, p, f->id, f->size);
+}
+
 void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size, ml_stack_fn stack)
 {
     if (!stack) {

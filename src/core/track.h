@@ -48,6 +48,22 @@ bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
 /* Puts back a record removed by ml_track_free (a realloc that failed). */
 void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size);
 
+/* A realloc, for every hook that wraps one (malloc family, PyMem): forget
+ * p *before* the real call (once it has moved the block, another thread
+ * may already own that address), then record the result, or, when the
+ * call failed and p is still allocated, put p's record back.
+ *   ml_forgot_t f = ml_track_realloc_forget(t, p);
+ *   q = real_realloc(p, n);
+ *   ml_track_realloc_done(t, domain, p, q, n, p_kept_on_failure, &f); */
+typedef struct {
+    bool had;
+    uint32_t id;
+    uint64_t size;
+} ml_forgot_t;
+ml_forgot_t ml_track_realloc_forget(ml_addrtab_t *t, const void *p);
+void ml_track_realloc_done(ml_addrtab_t *t, unsigned domain, const void *p, const void *q, uint64_t size,
+                           bool p_kept_on_failure, const ml_forgot_t *f);
+
 extern uint64_t ml_sample_rate; /* MEMLEDGER_SAMPLE_BYTES, 0 in exact mode */
 
 /* Sampling mode's fast paths, inlined into the hooks so that the common

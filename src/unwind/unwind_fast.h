@@ -4,7 +4,10 @@
  * loads a walk depended on, so stack_cache.c can later confirm that a
  * stack is the same one by repeating only those loads.
  * Must never lock, allocate, make a syscall, or read outside the calling
- * thread's stack. */
+ * thread's stack on a walk. The one exception is once per thread, on its
+ * first walk: finding its stack bounds (gettid and getrlimit, or
+ * pthread_getattr_np, which may allocate; the thread is inside memledger
+ * then, so that allocation passes through untracked). */
 #ifndef ML_UNWIND_FAST_H
 #define ML_UNWIND_FAST_H
 
@@ -18,7 +21,8 @@ typedef struct {
     uint32_t epoch; /* ml_unwind_epoch before the walk: what it was made with */
 } ml_entry_t;
 
-/* Finds the calling thread's stack bounds into ml_self (once per thread). */
+/* Finds the calling thread's stack bounds into ml_self (once per thread;
+ * the syscalls above). */
 void ml_thread_stack_bounds(void);
 
 /* Fills *e by walking memledger's own frames (always built with frame
