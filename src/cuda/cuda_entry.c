@@ -207,25 +207,25 @@ static int classify(const char *symbol, int version, void *p)
     return by_name;
 }
 
-static void *gpa_result(const char *symbol, int version, void *p)
+/* After the real cuGetProcAddress(_v2): the pointer it returned exchanged
+ * for a wrapper when it is a function memledger wraps. */
+static ml_cu_result gpa_result(ml_cu_result r, const char *symbol, void **pfn, int version)
 {
-    if (symbol[0] != 'c' || symbol[1] != 'u' || !exchange(p))
-        return p;
-    int family = classify(symbol, version, p);
-    return family < 0 ? p : bind(family, p);
+    if (r != ML_CUDA_SUCCESS || !symbol || !pfn || !*pfn || symbol[0] != 'c' || symbol[1] != 'u' ||
+        !exchange(*pfn))
+        return r;
+    int family = classify(symbol, version, *pfn);
+    if (family >= 0)
+        *pfn = bind(family, *pfn);
+    return r;
 }
 
-/* cuGetProcAddress(_v2): the real one, then the returned pointer
- * exchanged for a wrapper when it is a function memledger wraps. */
 ml_cu_result ml_cu_gpa1(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags)
 {
     ml_cu_gpa1_real_t fn = (ml_cu_gpa1_real_t)real;
     if (ML_UNLIKELY(!fn))
         return ML_CUDA_ERROR_NOT_INITIALIZED;
-    ml_cu_result r = fn(symbol, pfn, version, flags);
-    if (r == ML_CUDA_SUCCESS && symbol && pfn && *pfn)
-        *pfn = gpa_result(symbol, version, *pfn);
-    return r;
+    return gpa_result(fn(symbol, pfn, version, flags), symbol, pfn, version);
 }
 
 ml_cu_result ml_cu_gpa2(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags,
@@ -234,10 +234,7 @@ ml_cu_result ml_cu_gpa2(void *real, const char *symbol, void **pfn, int version,
     ml_cu_gpa2_real_t fn = (ml_cu_gpa2_real_t)real;
     if (ML_UNLIKELY(!fn))
         return ML_CUDA_ERROR_NOT_INITIALIZED;
-    ml_cu_result r = fn(symbol, pfn, version, flags, status);
-    if (r == ML_CUDA_SUCCESS && symbol && pfn && *pfn)
-        *pfn = gpa_result(symbol, version, *pfn);
-    return r;
+    return gpa_result(fn(symbol, pfn, version, flags, status), symbol, pfn, version);
 }
 
 /* cuInit: first contact, then the real one. */
