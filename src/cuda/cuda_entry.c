@@ -1,5 +1,6 @@
-/* cuda_entry.c — the table of wrapped CUDA driver entry points, and binding what
- * the driver hands out to wrappers (see cuda_entry.h).
+/* cuda_entry.c — the table of wrapped CUDA driver entry points (made from
+ * cuda_entries.def), and binding what the driver hands out to wrappers
+ * (see cuda_entry.h).
  *
  * A program reaches a driver function three ways: by linking to libcuda
  * (memledger's own definitions come first: shim/cuda.c), by dlsym on a
@@ -37,73 +38,27 @@ _Atomic int ml_cuda_backend;
 _Atomic uint64_t ml_cuda_unwrapped;
 static _Atomic unsigned bound; /* slots in use, for the header line */
 
+/* Every wrapped entry point (cuda_entries.def): its exported name, its
+ * family, and the cuGetProcAddress base name and the version from which
+ * that name returns it. */
 static const struct {
-    const char *name;
-    enum ml_cu_family family;
-} exports[ML_CUX_COUNT] = {
-    [ML_CUX_cuInit] = {"cuInit", ML_CU_INIT},
-    [ML_CUX_cuGetProcAddress] = {"cuGetProcAddress", ML_CU_GPA1},
-    [ML_CUX_cuGetProcAddress_v2] = {"cuGetProcAddress_v2", ML_CU_GPA2},
-    [ML_CUX_cuMemAlloc_v2] = {"cuMemAlloc_v2", ML_CU_ALLOC},
-    [ML_CUX_cuMemAllocPitch_v2] = {"cuMemAllocPitch_v2", ML_CU_ALLOC_PITCH},
-    [ML_CUX_cuMemFree_v2] = {"cuMemFree_v2", ML_CU_FREE},
-    [ML_CUX_cuMemAllocAsync] = {"cuMemAllocAsync", ML_CU_ALLOC_ASYNC},
-    [ML_CUX_cuMemAllocAsync_ptsz] = {"cuMemAllocAsync_ptsz", ML_CU_ALLOC_ASYNC},
-    [ML_CUX_cuMemAllocFromPoolAsync] = {"cuMemAllocFromPoolAsync", ML_CU_ALLOC_POOL},
-    [ML_CUX_cuMemAllocFromPoolAsync_ptsz] = {"cuMemAllocFromPoolAsync_ptsz", ML_CU_ALLOC_POOL},
-    [ML_CUX_cuMemFreeAsync] = {"cuMemFreeAsync", ML_CU_FREE_ASYNC},
-    [ML_CUX_cuMemFreeAsync_ptsz] = {"cuMemFreeAsync_ptsz", ML_CU_FREE_ASYNC},
-    [ML_CUX_cuMemAllocManaged] = {"cuMemAllocManaged", ML_CU_ALLOC_MANAGED},
-    [ML_CUX_cuMemHostAlloc] = {"cuMemHostAlloc", ML_CU_HOST_ALLOC},
-    [ML_CUX_cuMemAllocHost_v2] = {"cuMemAllocHost_v2", ML_CU_ALLOC_HOST},
-    [ML_CUX_cuMemFreeHost] = {"cuMemFreeHost", ML_CU_FREE_HOST},
-    [ML_CUX_cuMemCreate] = {"cuMemCreate", ML_CU_CREATE},
-    [ML_CUX_cuMemRelease] = {"cuMemRelease", ML_CU_RELEASE},
-    [ML_CUX_cuMemMap] = {"cuMemMap", ML_CU_MAP},
-    [ML_CUX_cuMemUnmap] = {"cuMemUnmap", ML_CU_UNMAP},
-    [ML_CUX_cuMemRetainAllocationHandle] = {"cuMemRetainAllocationHandle", ML_CU_RETAIN},
-    [ML_CUX_cuArrayCreate_v2] = {"cuArrayCreate_v2", ML_CU_ARRAY},
-    [ML_CUX_cuArray3DCreate_v2] = {"cuArray3DCreate_v2", ML_CU_ARRAY3D},
-    [ML_CUX_cuArrayDestroy] = {"cuArrayDestroy", ML_CU_ARRAY_DESTROY},
-};
-
-/* cuGetProcAddress's base names, and the version from which each returns
- * the family's function; for one name, higher versions come first. */
-static const struct {
-    const char *base;
+    const char *name, *base;
     int since;
     enum ml_cu_family family;
-} by_version[] = {
-    {"cuInit", ML_CU_V_INIT, ML_CU_INIT},
-    {"cuGetProcAddress", ML_CU_V_GPA2, ML_CU_GPA2},
-    {"cuGetProcAddress", ML_CU_V_GPA1, ML_CU_GPA1},
-    {"cuMemAlloc", ML_CU_V_MEM_V2, ML_CU_ALLOC},
-    {"cuMemAllocPitch", ML_CU_V_MEM_V2, ML_CU_ALLOC_PITCH},
-    {"cuMemFree", ML_CU_V_MEM_V2, ML_CU_FREE},
-    {"cuMemAllocAsync", ML_CU_V_ASYNC, ML_CU_ALLOC_ASYNC},
-    {"cuMemAllocFromPoolAsync", ML_CU_V_ASYNC, ML_CU_ALLOC_POOL},
-    {"cuMemFreeAsync", ML_CU_V_ASYNC, ML_CU_FREE_ASYNC},
-    {"cuMemAllocManaged", ML_CU_V_MANAGED, ML_CU_ALLOC_MANAGED},
-    {"cuMemHostAlloc", ML_CU_V_HOST_ALLOC, ML_CU_HOST_ALLOC},
-    {"cuMemAllocHost", ML_CU_V_MEM_V2, ML_CU_ALLOC_HOST},
-    {"cuMemFreeHost", ML_CU_V_FREE_HOST, ML_CU_FREE_HOST},
-    {"cuMemCreate", ML_CU_V_VMM, ML_CU_CREATE},
-    {"cuMemRelease", ML_CU_V_VMM, ML_CU_RELEASE},
-    {"cuMemMap", ML_CU_V_VMM, ML_CU_MAP},
-    {"cuMemUnmap", ML_CU_V_VMM, ML_CU_UNMAP},
-    {"cuMemRetainAllocationHandle", ML_CU_V_RETAIN, ML_CU_RETAIN},
-    {"cuArrayCreate", ML_CU_V_MEM_V2, ML_CU_ARRAY},
-    {"cuArray3DCreate", ML_CU_V_MEM_V2, ML_CU_ARRAY3D},
-    {"cuArrayDestroy", ML_CU_V_ARRAY_DESTROY, ML_CU_ARRAY_DESTROY},
+} entries[ML_CUX_COUNT] = {
+#define ML_CU_FAMILY(family, name, handler, params, args, base, since, cupti)                     \
+    [ML_CUX_##name] = {#name, #base, since, family},
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
 };
 
 static int family_of_export(const char *name)
 {
     if (name[0] != 'c' || name[1] != 'u')
         return -1;
-    for (size_t i = 0; i < ML_ARRAY_LEN(exports); i++)
-        if (strcmp(name, exports[i].name) == 0)
-            return (int)exports[i].family;
+    for (size_t i = 0; i < ML_ARRAY_LEN(entries); i++)
+        if (strcmp(name, entries[i].name) == 0)
+            return (int)entries[i].family;
     return -1;
 }
 
@@ -119,7 +74,7 @@ void *ml_cuda_next(enum ml_cu_export e)
         return f;
     /* the loader may allocate (a dlerror message): not the program's */
     bool entered = ml_enter();
-    f = dlsym(RTLD_NEXT, exports[e].name);
+    f = dlsym(RTLD_NEXT, entries[e].name);
     if (!f) {
         /* libcuda loaded with RTLD_LOCAL is not in the global scope: ask
          * it directly, through the real dlsym (ours would hand back the
@@ -132,7 +87,7 @@ void *ml_cuda_next(enum ml_cu_export e)
                 h = none; /* another thread kept its own; both are the same object */
         }
         if (h)
-            f = ml_real_dlsym()(h, exports[e].name);
+            f = ml_real_dlsym()(h, entries[e].name);
     }
     if (entered)
         ml_leave();
@@ -229,16 +184,20 @@ void *ml_cuda_dlsym_result(const char *name, void *p)
     return bind(family, p);
 }
 
-/* The family of what cuGetProcAddress(symbol, version) returned as p. */
+/* The family of what cuGetProcAddress(symbol, version) returned as p: the
+ * exported name at p says; else the entry point that the newest version
+ * of symbol at or below `version` returns. */
 static int classify(const char *symbol, int version, void *p)
 {
-    int by_name = -1;
+    int by_name = -1, newest = -1;
     bool known = false;
-    for (size_t i = 0; i < ML_ARRAY_LEN(by_version); i++)
-        if (strcmp(symbol, by_version[i].base) == 0) {
+    for (size_t i = 0; i < ML_ARRAY_LEN(entries); i++)
+        if (strcmp(symbol, entries[i].base) == 0) {
             known = true;
-            if (by_name < 0 && version >= by_version[i].since)
-                by_name = (int)by_version[i].family;
+            if (version >= entries[i].since && entries[i].since > newest) {
+                newest = entries[i].since;
+                by_name = (int)entries[i].family;
+            }
         }
     if (!known)
         return -1;
@@ -248,40 +207,40 @@ static int classify(const char *symbol, int version, void *p)
     return by_name;
 }
 
-static void *gpa_result(const char *symbol, int version, void *p)
+/* After the real cuGetProcAddress(_v2): the pointer it returned exchanged
+ * for a wrapper when it is a function memledger wraps. */
+static ml_cu_result gpa_result(ml_cu_result r, const char *symbol, void **pfn, int version)
 {
-    if (symbol[0] != 'c' || symbol[1] != 'u' || !exchange(p))
-        return p;
-    int family = classify(symbol, version, p);
-    return family < 0 ? p : bind(family, p);
+    if (r != ML_CUDA_SUCCESS || !symbol || !pfn || !*pfn || symbol[0] != 'c' || symbol[1] != 'u' ||
+        !exchange(*pfn))
+        return r;
+    int family = classify(symbol, version, *pfn);
+    if (family >= 0)
+        *pfn = bind(family, *pfn);
+    return r;
 }
 
 ml_cu_result ml_cu_gpa1(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags)
 {
-    ml_cu_result (*fn)(const char *, void **, int, ml_cu_u64) = real;
+    ml_cu_gpa1_real_t fn = (ml_cu_gpa1_real_t)real;
     if (ML_UNLIKELY(!fn))
         return ML_CUDA_ERROR_NOT_INITIALIZED;
-    ml_cu_result r = fn(symbol, pfn, version, flags);
-    if (r == ML_CUDA_SUCCESS && symbol && pfn && *pfn)
-        *pfn = gpa_result(symbol, version, *pfn);
-    return r;
+    return gpa_result(fn(symbol, pfn, version, flags), symbol, pfn, version);
 }
 
 ml_cu_result ml_cu_gpa2(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags,
                         int *status)
 {
-    ml_cu_result (*fn)(const char *, void **, int, ml_cu_u64, int *) = real;
+    ml_cu_gpa2_real_t fn = (ml_cu_gpa2_real_t)real;
     if (ML_UNLIKELY(!fn))
         return ML_CUDA_ERROR_NOT_INITIALIZED;
-    ml_cu_result r = fn(symbol, pfn, version, flags, status);
-    if (r == ML_CUDA_SUCCESS && symbol && pfn && *pfn)
-        *pfn = gpa_result(symbol, version, *pfn);
-    return r;
+    return gpa_result(fn(symbol, pfn, version, flags, status), symbol, pfn, version);
 }
 
+/* cuInit: first contact, then the real one. */
 ml_cu_result ml_cu_init(void *real, unsigned flags)
 {
-    ml_cu_result (*fn)(unsigned) = real;
+    ml_cu_init_real_t fn = (ml_cu_init_real_t)real;
     if (ML_UNLIKELY(!fn))
         return ML_CUDA_ERROR_NOT_INITIALIZED;
     /* CUPTI, when asked for, subscribes before the driver starts */

@@ -1,7 +1,8 @@
 /* cuda_entry.h — which CUDA driver entry points memledger wraps, and how a
  * caller ends up holding a wrapper whichever way it found the function.
- * Owns: the table of wrapped entry points (families of one signature each,
- * their exported names, the cuGetProcAddress versions that return them),
+ * Owns: what is made from the list of wrapped entry points (cuda_entries.def):
+ * the families and exported names, the handlers' declarations, the table
+ * of names, families and cuGetProcAddress versions (cuda_entry.c); and
  * binding a pointer the driver handed out to a wrapper that calls exactly
  * that pointer, the backend chosen on first contact with the driver
  * (MEMLEDGER_CUDA), and the snapshot's `cuda` header line.
@@ -18,59 +19,36 @@
 /* A family is one signature and one recording rule; the legacy and
  * per-thread-stream (_ptsz) forms of an entry point share one. */
 enum ml_cu_family {
-    ML_CU_INIT,          /* cuInit */
-    ML_CU_GPA1,          /* cuGetProcAddress (11.3 to 11.8: four arguments) */
-    ML_CU_GPA2,          /* cuGetProcAddress_v2 */
-    ML_CU_ALLOC,         /* cuMemAlloc_v2 */
-    ML_CU_ALLOC_PITCH,   /* cuMemAllocPitch_v2 */
-    ML_CU_FREE,          /* cuMemFree_v2 */
-    ML_CU_ALLOC_ASYNC,   /* cuMemAllocAsync(_ptsz) */
-    ML_CU_ALLOC_POOL,    /* cuMemAllocFromPoolAsync(_ptsz) */
-    ML_CU_FREE_ASYNC,    /* cuMemFreeAsync(_ptsz) */
-    ML_CU_ALLOC_MANAGED, /* cuMemAllocManaged */
-    ML_CU_HOST_ALLOC,    /* cuMemHostAlloc */
-    ML_CU_ALLOC_HOST,    /* cuMemAllocHost_v2 */
-    ML_CU_FREE_HOST,     /* cuMemFreeHost */
-    ML_CU_CREATE,        /* cuMemCreate */
-    ML_CU_RELEASE,       /* cuMemRelease */
-    ML_CU_MAP,           /* cuMemMap */
-    ML_CU_UNMAP,         /* cuMemUnmap */
-    ML_CU_RETAIN,        /* cuMemRetainAllocationHandle */
-    ML_CU_ARRAY,         /* cuArrayCreate_v2 */
-    ML_CU_ARRAY3D,       /* cuArray3DCreate_v2 */
-    ML_CU_ARRAY_DESTROY, /* cuArrayDestroy */
+#define ML_CU_FAMILY(family, ...) family,
+#define ML_CU_MORE(...)
+#include "cuda/cuda_entries.def"
     ML_CU_FAMILIES
 };
 
 /* The driver's exported names memledger defines itself (shim/cuda.c), so a
- * program linked to libcuda calls memledger first. */
+ * program linked to libcuda calls memledger first: ML_CUX_<name>. */
 enum ml_cu_export {
-    ML_CUX_cuInit,
-    ML_CUX_cuGetProcAddress,
-    ML_CUX_cuGetProcAddress_v2,
-    ML_CUX_cuMemAlloc_v2,
-    ML_CUX_cuMemAllocPitch_v2,
-    ML_CUX_cuMemFree_v2,
-    ML_CUX_cuMemAllocAsync,
-    ML_CUX_cuMemAllocAsync_ptsz,
-    ML_CUX_cuMemAllocFromPoolAsync,
-    ML_CUX_cuMemAllocFromPoolAsync_ptsz,
-    ML_CUX_cuMemFreeAsync,
-    ML_CUX_cuMemFreeAsync_ptsz,
-    ML_CUX_cuMemAllocManaged,
-    ML_CUX_cuMemHostAlloc,
-    ML_CUX_cuMemAllocHost_v2,
-    ML_CUX_cuMemFreeHost,
-    ML_CUX_cuMemCreate,
-    ML_CUX_cuMemRelease,
-    ML_CUX_cuMemMap,
-    ML_CUX_cuMemUnmap,
-    ML_CUX_cuMemRetainAllocationHandle,
-    ML_CUX_cuArrayCreate_v2,
-    ML_CUX_cuArray3DCreate_v2,
-    ML_CUX_cuArrayDestroy,
+#define ML_CU_FAMILY(family, name, ...) ML_CUX_##name,
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
     ML_CUX_COUNT
 };
+
+/* A parenthesized list of the .def (params, args) without its parentheses. */
+#define ML_CU_UNPACK(...) __VA_ARGS__
+
+/* Per family, its handler and the type of the driver function it calls,
+ * <handler>_real_t. A handler takes that function as `real` (NULL answers
+ * CUDA_ERROR_NOT_INITIALIZED), then the entry point's parameters; it
+ * calls the real function with them and returns its result unchanged.
+ * Defined in cuda_record.c (ml_cu_init and ml_cu_gpa1/2: cuda_entry.c).
+ * Declared for every line, so that an ML_CU_MORE line whose parameters
+ * differ from its family's does not compile. */
+#define ML_CU_FAMILY(family, name, handler, params, args, base, since, cupti)                     \
+    typedef ml_cu_result(*handler##_real_t) params;                                                 \
+    ml_cu_result handler(void *real, ML_CU_UNPACK params);
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
 
 /* The real function behind an exported name: the next definition after
  * memledger, else the one in an already loaded libcuda.so.1. NULL when
@@ -95,14 +73,6 @@ static inline void *ml_cu_slot_fn(unsigned family, unsigned k)
  * wrapper calling exactly p, or p itself. */
 bool ml_cuda_dlsym_wants(const char *name);
 void *ml_cuda_dlsym_result(const char *name, void *p);
-
-/* cuGetProcAddress(_v2) as wrapped: the real one, then the returned
- * pointer exchanged for a wrapper when it is a function memledger wraps. */
-ml_cu_result ml_cu_gpa1(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags);
-ml_cu_result ml_cu_gpa2(void *real, const char *symbol, void **pfn, int version, ml_cu_u64 flags,
-                        int *status);
-/* cuInit as wrapped: first contact, then the real one. */
-ml_cu_result ml_cu_init(void *real, unsigned flags);
 
 /* Who records CUDA allocations, decided once, on first contact with the
  * driver (a wrapped entry point called, or looked up by dlsym or

@@ -1,5 +1,6 @@
-/* cuda_record.c — CUDA allocations and frees into the ledger, and the
- * handlers the wrapped entry points call (see cuda_record.h).
+/* cuda_record.c — CUDA allocations and frees into the ledger (see
+ * cuda_record.h), and the handlers the wrapped entry points call: one per
+ * allocating family of cuda_entries.def, declared in cuda_entry.h.
  *
  * A handler calls the real function outside memledger's guard, so what the
  * driver allocates from the heap meanwhile is seen as any other malloc;
@@ -131,15 +132,15 @@ static ml_cu_result settle(ml_cu_undo_t *u, ml_cu_result r)
     return r;
 }
 
-/* fn: the real function, of the type given after `real` */
-#define REAL(real, ...)                                                                      \
-    __typeof__(__VA_ARGS__) fn = (__typeof__(__VA_ARGS__))(real);                            \
+/* fn: the real function, of its family's type <handler>_real_t (cuda_entry.h) */
+#define REAL(real, type)                                                                     \
+    type fn = (type)(real);                                                                  \
     if (ML_UNLIKELY(!fn))                                                                    \
         return ML_CUDA_ERROR_NOT_INITIALIZED
 
 ml_cu_result ml_cu_mem_alloc(void *real, ml_cu_deviceptr *dptr, size_t bytes)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr *, size_t));
+    REAL(real, ml_cu_mem_alloc_real_t);
     if (!begin())
         return fn(dptr, bytes);
     ml_cu_result r = fn(dptr, bytes);
@@ -152,7 +153,7 @@ ml_cu_result ml_cu_mem_alloc(void *real, ml_cu_deviceptr *dptr, size_t bytes)
 ml_cu_result ml_cu_mem_alloc_pitch(void *real, ml_cu_deviceptr *dptr, size_t *pitch, size_t width,
                                    size_t height, unsigned elem)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr *, size_t *, size_t, size_t, unsigned));
+    REAL(real, ml_cu_mem_alloc_pitch_real_t);
     if (!begin())
         return fn(dptr, pitch, width, height, elem);
     ml_cu_result r = fn(dptr, pitch, width, height, elem);
@@ -164,7 +165,7 @@ ml_cu_result ml_cu_mem_alloc_pitch(void *real, ml_cu_deviceptr *dptr, size_t *pi
 
 ml_cu_result ml_cu_mem_free(void *real, ml_cu_deviceptr dptr)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr));
+    REAL(real, ml_cu_mem_free_real_t);
     if (!begin())
         return fn(dptr);
     ml_cu_undo_t u;
@@ -174,7 +175,7 @@ ml_cu_result ml_cu_mem_free(void *real, ml_cu_deviceptr dptr)
 
 ml_cu_result ml_cu_mem_alloc_async(void *real, ml_cu_deviceptr *dptr, size_t bytes, ml_cu_stream s)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr *, size_t, ml_cu_stream));
+    REAL(real, ml_cu_mem_alloc_async_real_t);
     if (!begin())
         return fn(dptr, bytes, s);
     ml_cu_result r = fn(dptr, bytes, s);
@@ -187,7 +188,7 @@ ml_cu_result ml_cu_mem_alloc_async(void *real, ml_cu_deviceptr *dptr, size_t byt
 ml_cu_result ml_cu_mem_alloc_pool(void *real, ml_cu_deviceptr *dptr, size_t bytes, ml_cu_mempool pool,
                                   ml_cu_stream s)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr *, size_t, ml_cu_mempool, ml_cu_stream));
+    REAL(real, ml_cu_mem_alloc_pool_real_t);
     if (!begin())
         return fn(dptr, bytes, pool, s);
     ml_cu_result r = fn(dptr, bytes, pool, s);
@@ -202,7 +203,7 @@ ml_cu_result ml_cu_mem_alloc_pool(void *real, ml_cu_deviceptr *dptr, size_t byte
  * stream order, so it is forgotten now. */
 ml_cu_result ml_cu_mem_free_async(void *real, ml_cu_deviceptr dptr, ml_cu_stream s)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr, ml_cu_stream));
+    REAL(real, ml_cu_mem_free_async_real_t);
     if (!begin())
         return fn(dptr, s);
     ml_cu_undo_t u;
@@ -212,7 +213,7 @@ ml_cu_result ml_cu_mem_free_async(void *real, ml_cu_deviceptr dptr, ml_cu_stream
 
 ml_cu_result ml_cu_mem_alloc_managed(void *real, ml_cu_deviceptr *dptr, size_t bytes, unsigned flags)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr *, size_t, unsigned));
+    REAL(real, ml_cu_mem_alloc_managed_real_t);
     if (!begin())
         return fn(dptr, bytes, flags);
     ml_cu_result r = fn(dptr, bytes, flags);
@@ -224,7 +225,7 @@ ml_cu_result ml_cu_mem_alloc_managed(void *real, ml_cu_deviceptr *dptr, size_t b
 
 ml_cu_result ml_cu_mem_host_alloc(void *real, void **pp, size_t bytes, unsigned flags)
 {
-    REAL(real, ml_cu_result (*)(void **, size_t, unsigned));
+    REAL(real, ml_cu_mem_host_alloc_real_t);
     if (!begin())
         return fn(pp, bytes, flags);
     ml_cu_result r = fn(pp, bytes, flags);
@@ -236,7 +237,7 @@ ml_cu_result ml_cu_mem_host_alloc(void *real, void **pp, size_t bytes, unsigned 
 
 ml_cu_result ml_cu_mem_alloc_host(void *real, void **pp, size_t bytes)
 {
-    REAL(real, ml_cu_result (*)(void **, size_t));
+    REAL(real, ml_cu_mem_alloc_host_real_t);
     if (!begin())
         return fn(pp, bytes);
     ml_cu_result r = fn(pp, bytes);
@@ -248,7 +249,7 @@ ml_cu_result ml_cu_mem_alloc_host(void *real, void **pp, size_t bytes)
 
 ml_cu_result ml_cu_mem_free_host(void *real, void *p)
 {
-    REAL(real, ml_cu_result (*)(void *));
+    REAL(real, ml_cu_mem_free_host_real_t);
     if (!begin())
         return fn(p);
     ml_cu_undo_t u;
@@ -259,7 +260,7 @@ ml_cu_result ml_cu_mem_free_host(void *real, void *p)
 ml_cu_result ml_cu_mem_create(void *real, ml_cu_mem_handle *h, size_t size, const void *prop,
                               unsigned long long flags)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_mem_handle *, size_t, const void *, unsigned long long));
+    REAL(real, ml_cu_mem_create_real_t);
     if (!begin())
         return fn(h, size, prop, flags);
     ml_cu_result r = fn(h, size, prop, flags);
@@ -273,7 +274,7 @@ ml_cu_result ml_cu_mem_create(void *real, ml_cu_mem_handle *h, size_t size, cons
 
 ml_cu_result ml_cu_mem_release(void *real, ml_cu_mem_handle h)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_mem_handle));
+    REAL(real, ml_cu_mem_release_real_t);
     if (!begin())
         return fn(h);
     ml_cu_undo_t u = {0};
@@ -287,7 +288,7 @@ ml_cu_result ml_cu_mem_release(void *real, ml_cu_mem_handle h)
 ml_cu_result ml_cu_mem_map(void *real, ml_cu_deviceptr va, size_t size, size_t offset, ml_cu_mem_handle h,
                            unsigned long long flags)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr, size_t, size_t, ml_cu_mem_handle, unsigned long long));
+    REAL(real, ml_cu_mem_map_real_t);
     if (!begin())
         return fn(va, size, offset, h, flags);
     ml_cu_result r = fn(va, size, offset, h, flags);
@@ -301,7 +302,7 @@ ml_cu_result ml_cu_mem_map(void *real, ml_cu_deviceptr va, size_t size, size_t o
 
 ml_cu_result ml_cu_mem_unmap(void *real, ml_cu_deviceptr va, size_t size)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_deviceptr, size_t));
+    REAL(real, ml_cu_mem_unmap_real_t);
     if (!begin())
         return fn(va, size);
     ml_cu_undo_t u = {0};
@@ -314,7 +315,7 @@ ml_cu_result ml_cu_mem_unmap(void *real, ml_cu_deviceptr va, size_t size)
 
 ml_cu_result ml_cu_mem_retain(void *real, ml_cu_mem_handle *h, void *addr)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_mem_handle *, void *));
+    REAL(real, ml_cu_mem_retain_real_t);
     if (!begin())
         return fn(h, addr);
     ml_cu_result r = fn(h, addr);
@@ -328,7 +329,7 @@ ml_cu_result ml_cu_mem_retain(void *real, ml_cu_mem_handle *h, void *addr)
 
 ml_cu_result ml_cu_array_create(void *real, ml_cu_array *a, const ml_cu_array_desc *d)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_array *, const ml_cu_array_desc *));
+    REAL(real, ml_cu_array_create_real_t);
     if (!begin())
         return fn(a, d);
     ml_cu_result r = fn(a, d);
@@ -341,7 +342,7 @@ ml_cu_result ml_cu_array_create(void *real, ml_cu_array *a, const ml_cu_array_de
 
 ml_cu_result ml_cu_array3d_create(void *real, ml_cu_array *a, const ml_cu_array3d_desc *d)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_array *, const ml_cu_array3d_desc *));
+    REAL(real, ml_cu_array3d_create_real_t);
     if (!begin())
         return fn(a, d);
     ml_cu_result r = fn(a, d);
@@ -354,7 +355,7 @@ ml_cu_result ml_cu_array3d_create(void *real, ml_cu_array *a, const ml_cu_array3
 
 ml_cu_result ml_cu_array_destroy(void *real, ml_cu_array a)
 {
-    REAL(real, ml_cu_result (*)(ml_cu_array));
+    REAL(real, ml_cu_array_destroy_real_t);
     if (!begin())
         return fn(a);
     ml_cu_undo_t u;

@@ -1,6 +1,8 @@
 /* cuda_record.h — what a CUDA allocation or free does to the ledger,
- * whoever saw it: the wrapped entry points (the handlers below, called by
- * shim/cuda.c with the real function to call) or CUPTI (src/cuda/cupti_backend.c).
+ * whoever saw it: the wrapped entry points (the handlers of the allocating
+ * families of cuda_entries.def, declared in cuda_entry.h and called by
+ * shim/cuda.c and cuda_wrappers.c with the real function to call) or
+ * CUPTI (cupti_backend.c).
  * Owns: the address tables for device pointers and for arrays, the undo
  * log that puts back what a free forgot when the driver then refuses the
  * free, and the handlers. Physical VMM handles are cuda_vmm.c's.
@@ -51,30 +53,5 @@ void ml_cu_rec_undo(ml_cu_undo_t *u);
  * size; 0 for formats without a plain element size (not recorded). */
 uint64_t ml_cu_array_bytes(const ml_cu_array_desc *d);
 uint64_t ml_cu_array3d_bytes(const ml_cu_array3d_desc *d);
-
-/* Handlers: `real` is the driver function the calling wrapper stands for
- * (NULL answers CUDA_ERROR_NOT_INITIALIZED). */
-ml_cu_result ml_cu_mem_alloc(void *real, ml_cu_deviceptr *dptr, size_t bytes);
-ml_cu_result ml_cu_mem_alloc_pitch(void *real, ml_cu_deviceptr *dptr, size_t *pitch, size_t width,
-                                   size_t height, unsigned elem);
-ml_cu_result ml_cu_mem_free(void *real, ml_cu_deviceptr dptr);
-ml_cu_result ml_cu_mem_alloc_async(void *real, ml_cu_deviceptr *dptr, size_t bytes, ml_cu_stream s);
-ml_cu_result ml_cu_mem_alloc_pool(void *real, ml_cu_deviceptr *dptr, size_t bytes, ml_cu_mempool pool,
-                                  ml_cu_stream s);
-ml_cu_result ml_cu_mem_free_async(void *real, ml_cu_deviceptr dptr, ml_cu_stream s);
-ml_cu_result ml_cu_mem_alloc_managed(void *real, ml_cu_deviceptr *dptr, size_t bytes, unsigned flags);
-ml_cu_result ml_cu_mem_host_alloc(void *real, void **pp, size_t bytes, unsigned flags);
-ml_cu_result ml_cu_mem_alloc_host(void *real, void **pp, size_t bytes);
-ml_cu_result ml_cu_mem_free_host(void *real, void *p);
-ml_cu_result ml_cu_mem_create(void *real, ml_cu_mem_handle *h, size_t size, const void *prop,
-                              unsigned long long flags);
-ml_cu_result ml_cu_mem_release(void *real, ml_cu_mem_handle h);
-ml_cu_result ml_cu_mem_map(void *real, ml_cu_deviceptr va, size_t size, size_t offset, ml_cu_mem_handle h,
-                           unsigned long long flags);
-ml_cu_result ml_cu_mem_unmap(void *real, ml_cu_deviceptr va, size_t size);
-ml_cu_result ml_cu_mem_retain(void *real, ml_cu_mem_handle *h, void *addr);
-ml_cu_result ml_cu_array_create(void *real, ml_cu_array *a, const ml_cu_array_desc *d);
-ml_cu_result ml_cu_array3d_create(void *real, ml_cu_array *a, const ml_cu_array3d_desc *d);
-ml_cu_result ml_cu_array_destroy(void *real, ml_cu_array a);
 
 #endif

@@ -44,30 +44,6 @@ static struct {
 } foreign[MAX_RANGES];
 static unsigned nforeign;
 
-static const CUpti_CallbackId cbids[] = {
-    CUPTI_DRIVER_TRACE_CBID_cuMemAlloc_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocPitch_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuMemFree_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync_ptsz,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync_ptsz,
-    CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync,
-    CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync_ptsz,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocManaged,
-    CUPTI_DRIVER_TRACE_CBID_cuMemHostAlloc,
-    CUPTI_DRIVER_TRACE_CBID_cuMemAllocHost_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuMemFreeHost,
-    CUPTI_DRIVER_TRACE_CBID_cuMemCreate,
-    CUPTI_DRIVER_TRACE_CBID_cuMemRelease,
-    CUPTI_DRIVER_TRACE_CBID_cuMemMap,
-    CUPTI_DRIVER_TRACE_CBID_cuMemUnmap,
-    CUPTI_DRIVER_TRACE_CBID_cuMemRetainAllocationHandle,
-    CUPTI_DRIVER_TRACE_CBID_cuArrayCreate_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuArray3DCreate_v2,
-    CUPTI_DRIVER_TRACE_CBID_cuArrayDestroy,
-};
-
 static bool is_foreign(uint64_t w)
 {
     if (w & ML_WORD_PY)
@@ -98,162 +74,86 @@ static uint32_t callback_stack(unsigned domain)
 static __thread ml_cu_undo_t pending __attribute__((tls_model("initial-exec")));
 static __thread uint64_t pending_no __attribute__((tls_model("initial-exec")));
 
+/* ---- what each entry point's callback does (cuda_entries.def, column
+ * cupti): the helpers its statements use, then one function per watched
+ * entry point, cupti_<name>, and the table of their callback ids ---- */
+
+static bool returned_success(const CUpti_CallbackData *cb)
+{
+    return cb->callbackSite != CUPTI_API_ENTER && *(const CUresult *)cb->functionReturnValue == CUDA_SUCCESS;
+}
+
 static void alloc_exit(unsigned domain, ml_addrtab_t *t, uint64_t key, uint64_t size)
 {
     ml_cu_rec_alloc(domain, t, key, size, callback_stack);
 }
 
-static void free_enter(const CUpti_CallbackData *cb, ml_addrtab_t *t, uint64_t key)
+/* Arrays of a format without a plain element size count 0 bytes: not recorded. */
+static void array_exit(uint64_t key, uint64_t bytes)
 {
-    pending.n = 0;
-    if (t)
-        ml_cu_rec_free(t, key, &pending);
-    *cb->correlationData = ++pending_no;
+    if (bytes)
+        alloc_exit(ML_DOM_CUDA, &ml_cuda_arrays, key, bytes);
 }
 
-/* For VMM frees, whose forgetting cuda_vmm.c does into `pending`. */
-static void vmm_enter(const CUpti_CallbackData *cb)
+/* A free-like call's entry: a new undo log, numbered for its exit. */
+static ml_cu_undo_t *undo_begin(const CUpti_CallbackData *cb)
 {
     pending.n = 0;
     *cb->correlationData = ++pending_no;
+    return &pending;
 }
 
-static void free_exit(const CUpti_CallbackData *cb, CUresult r)
+/* Its exit: puts back what the entry forgot if the driver refused the call. */
+static void undo_end(const CUpti_CallbackData *cb)
 {
-    if (r != CUDA_SUCCESS && *cb->correlationData == pending_no)
+    if (*(const CUresult *)cb->functionReturnValue != CUDA_SUCCESS && *cb->correlationData == pending_no)
         ml_cu_rec_undo(&pending);
     pending.n = 0;
 }
 
-static void record(CUpti_CallbackId cbid, const CUpti_CallbackData *cb)
-{
-    bool enter = cb->callbackSite == CUPTI_API_ENTER;
-    CUresult r = enter ? CUDA_SUCCESS : *(const CUresult *)cb->functionReturnValue;
-    bool ok = !enter && r == CUDA_SUCCESS;
-    const void *prm = cb->functionParams;
-    switch (cbid) {
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAlloc_v2: {
-        const cuMemAlloc_v2_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_ptrs, *p->dptr, p->bytesize);
-        break;
+typedef void cupti_fn(const CUpti_CallbackData *cb);
+
+/* e.g. static void cupti_cuMemFree_v2(const CUpti_CallbackData *cb): p is
+ * the entry point's cuMemFree_v2_params */
+#define CUPTI_NONE
+#define CUPTI_AT_EXIT(name, record)                                                                \
+    static void cupti_##name(const CUpti_CallbackData *cb)                                         \
+    {                                                                                              \
+        const name##_params *p = cb->functionParams;                                               \
+        if (returned_success(cb))                                                                  \
+            record;                                                                                \
     }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocPitch_v2: {
-        const cuMemAllocPitch_v2_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_ptrs, *p->dptr, (uint64_t)*p->pPitch * p->Height);
-        break;
+#define CUPTI_AT_ENTER(name, forget)                                                               \
+    static void cupti_##name(const CUpti_CallbackData *cb)                                         \
+    {                                                                                              \
+        const name##_params *p = cb->functionParams;                                               \
+        if (cb->callbackSite == CUPTI_API_ENTER) {                                                 \
+            ml_cu_undo_t *u = undo_begin(cb);                                                      \
+            forget;                                                                                \
+        } else {                                                                                   \
+            undo_end(cb);                                                                          \
+        }                                                                                          \
     }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync:
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocAsync_ptsz: {
-        const cuMemAllocAsync_params *p = prm; /* the _ptsz params are the same */
-        if (ok)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_ptrs, *p->dptr, p->bytesize);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync:
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocFromPoolAsync_ptsz: {
-        const cuMemAllocFromPoolAsync_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_ptrs, *p->dptr, p->bytesize);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocManaged: {
-        const cuMemAllocManaged_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA_MANAGED, &ml_cuda_ptrs, *p->dptr, p->bytesize);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemHostAlloc: {
-        const cuMemHostAlloc_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA_HOST, &ml_cuda_ptrs, (uintptr_t)*p->pp, p->bytesize);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemAllocHost_v2: {
-        const cuMemAllocHost_v2_params *p = prm;
-        if (ok)
-            alloc_exit(ML_DOM_CUDA_HOST, &ml_cuda_ptrs, (uintptr_t)*p->pp, p->bytesize);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuArrayCreate_v2: {
-        const cuArrayCreate_v2_params *p = prm;
-        uint64_t bytes = ml_cu_array_bytes((const ml_cu_array_desc *)p->pAllocateArray);
-        if (ok && bytes)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_arrays, (uintptr_t)*p->pHandle, bytes);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuArray3DCreate_v2: {
-        const cuArray3DCreate_v2_params *p = prm;
-        uint64_t bytes = ml_cu_array3d_bytes((const ml_cu_array3d_desc *)p->pAllocateArray);
-        if (ok && bytes)
-            alloc_exit(ML_DOM_CUDA, &ml_cuda_arrays, (uintptr_t)*p->pHandle, bytes);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemFree_v2:
-        if (enter)
-            free_enter(cb, &ml_cuda_ptrs, ((const cuMemFree_v2_params *)prm)->dptr);
-        else
-            free_exit(cb, r);
-        break;
-    case CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync:
-    case CUPTI_DRIVER_TRACE_CBID_cuMemFreeAsync_ptsz:
-        if (enter)
-            free_enter(cb, &ml_cuda_ptrs, ((const cuMemFreeAsync_params *)prm)->dptr);
-        else
-            free_exit(cb, r);
-        break;
-    case CUPTI_DRIVER_TRACE_CBID_cuMemFreeHost:
-        if (enter)
-            free_enter(cb, &ml_cuda_ptrs, (uintptr_t)((const cuMemFreeHost_params *)prm)->p);
-        else
-            free_exit(cb, r);
-        break;
-    case CUPTI_DRIVER_TRACE_CBID_cuArrayDestroy:
-        if (enter)
-            free_enter(cb, &ml_cuda_arrays, (uintptr_t)((const cuArrayDestroy_params *)prm)->hArray);
-        else
-            free_exit(cb, r);
-        break;
-    case CUPTI_DRIVER_TRACE_CBID_cuMemCreate: {
-        const cuMemCreate_params *p = prm;
-        if (ok)
-            ml_cu_vmm_created(*p->handle, p->size, callback_stack);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemRetainAllocationHandle: {
-        const cuMemRetainAllocationHandle_params *p = prm;
-        if (ok)
-            ml_cu_vmm_retained(*p->handle);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemMap: {
-        const cuMemMap_params *p = prm;
-        if (ok)
-            ml_cu_vmm_mapped(p->ptr, p->size, p->handle);
-        break;
-    }
-    case CUPTI_DRIVER_TRACE_CBID_cuMemRelease:
-        if (enter) {
-            vmm_enter(cb);
-            ml_cu_vmm_release(((const cuMemRelease_params *)prm)->handle, &pending);
-        } else {
-            free_exit(cb, r);
-        }
-        break;
-    case CUPTI_DRIVER_TRACE_CBID_cuMemUnmap:
-        if (enter) {
-            const cuMemUnmap_params *p = prm;
-            vmm_enter(cb);
-            ml_cu_vmm_unmap(p->ptr, p->size, &pending);
-        } else {
-            free_exit(cb, r);
-        }
-        break;
-    default:
-        break;
-    }
-}
+#define ML_CU_FAMILY(family, name, handler, params, args, base, since, cupti) cupti
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
+#undef CUPTI_AT_EXIT
+#undef CUPTI_AT_ENTER
+
+/* The callback ids subscribed to, each with its function. */
+static const struct {
+    CUpti_CallbackId cbid;
+    cupti_fn *fn;
+} watched[] = {
+#define CUPTI_AT_EXIT(name, record) {CUPTI_DRIVER_TRACE_CBID_##name, cupti_##name},
+#define CUPTI_AT_ENTER(name, forget) {CUPTI_DRIVER_TRACE_CBID_##name, cupti_##name},
+#define ML_CU_FAMILY(family, name, handler, params, args, base, since, cupti) cupti
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
+#undef CUPTI_AT_EXIT
+#undef CUPTI_AT_ENTER
+#undef CUPTI_NONE
+};
 
 static void CUPTIAPI callback(void *userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
                               const void *cbdata)
@@ -261,7 +161,11 @@ static void CUPTIAPI callback(void *userdata, CUpti_CallbackDomain domain, CUpti
     (void)userdata;
     if (domain != CUPTI_CB_DOMAIN_DRIVER_API || !ml_tracking() || !ml_enter())
         return;
-    record(cbid, cbdata);
+    for (size_t i = 0; i < ML_ARRAY_LEN(watched); i++)
+        if (watched[i].cbid == cbid) {
+            watched[i].fn(cbdata);
+            break;
+        }
     ml_leave();
 }
 
@@ -355,8 +259,8 @@ bool ml_cupti_start(char *why, size_t cap)
         describe(why, cap, "cuptiSubscribe", r, str);
         return false;
     }
-    for (size_t i = 0; i < ML_ARRAY_LEN(cbids); i++) {
-        r = enable(1, sub, CUPTI_CB_DOMAIN_DRIVER_API, cbids[i]);
+    for (size_t i = 0; i < ML_ARRAY_LEN(watched); i++) {
+        r = enable(1, sub, CUPTI_CB_DOMAIN_DRIVER_API, watched[i].cbid);
         if (r != CUPTI_SUCCESS) {
             describe(why, cap, "cuptiEnableCallback", r, str);
             unsubscribe(sub);

@@ -3,7 +3,8 @@
  * found (ML_HAVE_CUPTI); libcupti itself is loaded at run time, and only
  * when this backend is asked for and the process has loaded the driver.
  * Owns: loading libcupti, subscribing to the driver API callbacks of every
- * entry point that allocates or frees, and the stacks those callbacks
+ * entry point that allocates or frees (those of cuda_entries.def whose
+ * cupti column is not CUPTI_NONE), and the stacks those callbacks
  * take (the caller's, with the driver's and CUPTI's own frames left out,
  * so they equal the hooks'). Must never fail a driver call or keep CUPTI
  * half set up: on any failure it unsubscribes and says why. */

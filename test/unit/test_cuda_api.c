@@ -1,5 +1,6 @@
 /* test_cuda_api.c — every CUDA fact memledger declares itself
- * (src/cuda/cuda_api.h) agrees with the toolkit's cuda.h and cudaTypedefs.h;
+ * (src/cuda/cuda_api.h, and the versions in src/cuda/cuda_entries.def)
+ * agrees with the toolkit's cuda.h and cudaTypedefs.h;
  * built only where the toolkit is installed. The checks are made by the
  * compiler: this program builds only if every one holds. */
 #include "cuda/cuda_api.h"
@@ -79,6 +80,16 @@ _Static_assert(ML_CU_V_INIT == 2000 && ML_CU_V_GPA1 == 11030 && ML_CU_V_GPA2 == 
                    ML_CU_V_VMM == 10020 && ML_CU_V_RETAIN == 11000 && ML_CU_V_ASYNC == 11020 &&
                    ML_CU_V_ARRAY_DESTROY == 2000,
                "the versions of the PFN typedefs above");
+
+/* Each line of cuda_entries.def names a cuGetProcAddress base name and a
+ * version from which the driver has that entry point: a PFN_<base>_v<since>
+ * of cudaTypedefs.h (the _ptsz forms share their base's). */
+#define PFN_AT(prefix, version) PFN_AT_(prefix, version)
+#define PFN_AT_(prefix, version) prefix##version
+#define ML_CU_FAMILY(family, name, handler, params, args, base, since, cupti)                     \
+    typedef PFN_AT(PFN_##base##_v, since) pfn_of_##name;
+#define ML_CU_MORE ML_CU_FAMILY
+#include "cuda/cuda_entries.def"
 
 int main(void)
 {
