@@ -66,7 +66,7 @@ int cmd_diff(int argc, char **argv)
     bool limit_set = false;
     int format = FMT_TEXT;
     const char *color = NULL;
-    cli_list_t inc = {NULL, 0}, exc = {NULL, 0};
+    cli_list_t inc = {NULL, 0, 0}, exc = {NULL, 0, 0};
     ml_growth_opts_t gopts = {.group_by = ML_GROUP_STACK};
     ml_diff_report_t r = {0};
     int c, status = ML_EXIT_OK;

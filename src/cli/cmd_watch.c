@@ -128,7 +128,7 @@ int cmd_watch(int argc, char **argv)
     uint64_t every_ms = 0, count = 0, timeout_ms = 60000;
     view_t view = {10, 0, false};
     const char *color = NULL;
-    cli_list_t inc = {NULL, 0}, exc = {NULL, 0};
+    cli_list_t inc = {NULL, 0, 0}, exc = {NULL, 0, 0};
     ml_growth_opts_t gopts = {.group_by = ML_GROUP_STACK};
     int c, status = ML_EXIT_OK;
     optind = 1;
