@@ -1,5 +1,6 @@
 /* cli_util.c — shared pieces of the CLI commands (see cli_util.h). */
 #include "cli/cli_util.h"
+#include "common/grow.h"
 #include "common/units.h"
 
 #include <limits.h>
@@ -139,10 +140,8 @@ const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap)
 
 bool cli_list_push(cli_list_t *l, const char *s)
 {
-    const char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
-    if (!nv)
+    if (!ML_GROW(l->v, l->cap, l->n + 1))
         return false;
-    l->v = nv;
     l->v[l->n++] = s;
     return true;
 }

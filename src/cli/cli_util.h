@@ -37,7 +37,7 @@ const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap);
 /* A growing list of option values (--include, --exclude). */
 typedef struct {
     const char **v;
-    size_t n;
+    size_t n, cap;
 } cli_list_t;
 /* Appends s (not copied); false when out of memory. */
 bool cli_list_push(cli_list_t *l, const char *s);

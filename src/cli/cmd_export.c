@@ -96,7 +96,7 @@ int cmd_export(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     const char *base_path = NULL, *out_path = NULL;
     int format = FMT_NONE, c, status = ML_EXIT_OK;
-    cli_list_t inc = {NULL, 0}, exc = {NULL, 0};
+    cli_list_t inc = {NULL, 0, 0}, exc = {NULL, 0, 0};
     ml_growth_opts_t gopts = {.group_by = ML_GROUP_STACK};
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:f:o:h", opts, NULL)) != -1) {

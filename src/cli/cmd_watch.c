@@ -5,7 +5,9 @@
  * (snapshot_request.c) and stay where the process wrote them. Growth is
  * growth.c's, fed one snapshot at a time: only the first snapshot's and
  * the latest's figures are kept in memory, so a watch of hours costs what
- * the distinct stacks cost, not what the snapshots do. */
+ * the distinct stacks cost, not what the snapshots do. Which rows are
+ * shown is diff_report.c's choice, as for diff, narrowed to the rows that
+ * grew in every interval. */
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "cli/diff_report.h"
@@ -73,45 +75,41 @@ typedef struct {
     bool color;
 } view_t;
 
-static void report(const view_t *v, const ml_stackset_t *set, ml_growth_t *g, size_t n, const char *path,
+/* Prints the progress line and, from the second snapshot, the rows that
+ * grew in every interval (diff_report.c chooses them, as for diff).
+ * Returns false when out of memory. */
+static bool report(const view_t *v, const ml_stackset_t *set, ml_growth_t *g, size_t n, const char *path,
                    double since, int64_t rss)
 {
     const char *bold = v->color ? "\033[1m" : "", *red = v->color ? "\033[31m" : "", *reset = v->color ? "\033[0m" : "";
-    ml_sval_t first, last;
-    ml_growth_totals(g, &first, &last);
+    ml_diff_report_t r = {.set = set, .min_growth = v->min_growth};
+    if (!ml_diff_report_select(&r, g, v->limit, true))
+        return false;
     char b1[32], b2[32], b3[32], fb[2048];
-    size_t nrows;
-    const ml_growth_row_t *rows = ml_growth_rows(g, &nrows);
-    size_t only = 0;
-    for (size_t i = 0; rows && i < nrows; i++)
-        only += ml_growth_only_grows(&rows[i]) && rows[i].growth_bytes > 0 &&
-                (uint64_t)rows[i].growth_bytes >= v->min_growth;
     /* the progress line */
     printf("%s[%zu] +%.1f s%s  %s  live %s (%s since the first), rss %s", bold, n, since, reset, path,
-           cli_human(last.live_bytes, false, b1, sizeof b1),
-           cli_human(last.live_bytes - first.live_bytes, true, b2, sizeof b2), cli_human(rss, false, b3, sizeof b3));
+           cli_human(r.total_last.live_bytes, false, b1, sizeof b1),
+           cli_human(r.total_last.live_bytes - r.total_first.live_bytes, true, b2, sizeof b2),
+           cli_human(rss, false, b3, sizeof b3));
     if (n == 1) {
         printf("  (the baseline)\n");
-        fflush(stdout);
-        return;
+    } else {
+        printf("  %s%zu only grow%s%s\n", r.nrows ? red : "", r.nrows, r.nrows == 1 ? "s" : "", r.nrows ? reset : "");
+        for (size_t i = 0; i < r.show; i++) {
+            const ml_growth_row_t *row = &r.rows[i];
+            const ml_sstack_t *st = ml_stackset_stack(set, row->stack);
+            const char *where = "[no frames: the stack table was full]";
+            if (row->user != UINT32_MAX)
+                where = cli_frame_text(ml_stackset_frame(set, st->frames[row->user]), true, fb, sizeof fb);
+            printf("    %s%11s%s %+9lld  %-8s %s\n", red, cli_human(row->growth_bytes, true, b1, sizeof b1), reset,
+                   (long long)row->growth_count, ml_domain_name(row->domain), where);
+        }
+        if (r.show < r.nrows)
+            printf("    ... %zu more\n", r.nrows - r.show);
     }
-    printf("  %s%zu only grow%s%s\n", only ? red : "", only, only == 1 ? "s" : "", only ? reset : "");
-    size_t shown = 0;
-    for (size_t i = 0; rows && i < nrows && (!v->limit || shown < v->limit); i++) {
-        const ml_growth_row_t *r = &rows[i];
-        if (!ml_growth_only_grows(r) || r->growth_bytes <= 0 || (uint64_t)r->growth_bytes < v->min_growth)
-            continue;
-        const ml_sstack_t *st = ml_stackset_stack(set, r->stack);
-        const char *where = r->user == UINT32_MAX
-                                ? "[no frames: the stack table was full]"
-                                : cli_frame_text(ml_stackset_frame(set, st->frames[r->user]), true, fb, sizeof fb);
-        printf("    %s%11s%s %+9lld  %-8s %s\n", red, cli_human(r->growth_bytes, true, b1, sizeof b1), reset,
-               (long long)r->growth_count, ml_domain_name(r->domain), where);
-        shown++;
-    }
-    if (shown < only)
-        printf("    ... %zu more\n", only - shown);
     fflush(stdout);
+    ml_diff_report_free(&r);
+    return true;
 }
 
 int cmd_watch(int argc, char **argv)
@@ -128,7 +126,7 @@ int cmd_watch(int argc, char **argv)
     uint64_t every_ms = 0, count = 0, timeout_ms = 60000;
     view_t view = {10, 0, false};
     const char *color = NULL;
-    cli_list_t inc = {NULL, 0}, exc = {NULL, 0};
+    cli_list_t inc = {NULL, 0, 0}, exc = {NULL, 0, 0};
     ml_growth_opts_t gopts = {.group_by = ML_GROUP_STACK};
     int c, status = ML_EXIT_OK;
     optind = 1;
@@ -251,8 +249,7 @@ int cmd_watch(int argc, char **argv)
         if (taken == 0)
             first_time = snap->time;
         taken++;
-        if (ok)
-            report(&view, set, g, taken, path, snap->time - first_time, (int64_t)snap->rss);
+        ok = ok && report(&view, set, g, taken, path, snap->time - first_time, (int64_t)snap->rss);
         ml_snapshot_free(snap);
         if (!ok) {
             cli_error("out of memory");

@@ -9,6 +9,7 @@
 #include "cli/cli_util.h"
 #include "cli/export.h"
 #include "cli/strmap.h"
+#include "common/grow.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,22 +25,11 @@ typedef struct {
 /* Appends t; with `names`, ';' becomes ':' and control characters spaces. */
 static void append(sbuf_t *s, const char *t, bool names)
 {
-    if (!s->buf && !s->oom) {
-        s->buf = malloc(4096);
-        s->cap = s->buf ? 4096 : 0;
-        s->oom = !s->buf;
-    }
+    /* one character out for each in, and the NUL (even for an empty t:
+     * the caller reads buf) */
+    if (!s->oom && !ML_GROW(s->buf, s->cap, s->len + strlen(t) + 1))
+        s->oom = true;
     for (; *t && !s->oom; t++) {
-        if (s->len + 2 > s->cap) {
-            size_t nc = s->cap ? s->cap * 2 : 4096;
-            char *nb = realloc(s->buf, nc);
-            if (!nb) {
-                s->oom = true;
-                return;
-            }
-            s->buf = nb;
-            s->cap = nc;
-        }
         unsigned char c = (unsigned char)*t;
         if (names)
             c = c == ';' ? ':' : c < 0x20 || c == 0x7f ? ' ' : c;

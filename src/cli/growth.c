@@ -17,8 +17,10 @@
  * are cached per frame uid. */
 #include "cli/growth.h"
 #include "cli/strmap.h"
-#include "common/units.h"
 #include "cli/user_frame.h"
+#include "common/grow.h"
+#include "common/hashidx.h"
+#include "common/units.h"
 
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -27,72 +29,6 @@
 #include <string.h>
 
 #define NONE UINT32_MAX
-
-/* ---- a hash map from 64-bit keys to dense ids ---- */
-
-typedef struct {
-    uint64_t *keys;
-    uint32_t *ids; /* +1; 0 empty */
-    size_t cap, n;
-} idmap_t;
-
-static uint64_t mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 33);
-}
-
-static bool idmap_grow(idmap_t *m)
-{
-    size_t nc = m->cap ? m->cap * 2 : 256;
-    uint64_t *nk = calloc(nc, sizeof *nk);
-    uint32_t *ni = calloc(nc, sizeof *ni);
-    if (!nk || !ni) {
-        free(nk);
-        free(ni);
-        return false;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->ids[i])
-            continue;
-        size_t j = mix(m->keys[i]) & (nc - 1);
-        while (ni[j])
-            j = (j + 1) & (nc - 1);
-        nk[j] = m->keys[i];
-        ni[j] = m->ids[i];
-    }
-    free(m->keys);
-    free(m->ids);
-    m->keys = nk;
-    m->ids = ni;
-    m->cap = nc;
-    return true;
-}
-
-/* The id of `key`, made when new. NONE when out of memory. */
-static uint32_t idmap_get(idmap_t *m, uint64_t key)
-{
-    if ((m->n + 1) * 2 > m->cap && !idmap_grow(m))
-        return NONE;
-    size_t j = mix(key) & (m->cap - 1);
-    for (; m->ids[j]; j = (j + 1) & (m->cap - 1))
-        if (m->keys[j] == key)
-            return m->ids[j] - 1;
-    m->keys[j] = key;
-    m->ids[j] = (uint32_t)++m->n;
-    return (uint32_t)(m->n - 1);
-}
-
-static void idmap_free(idmap_t *m)
-{
-    free(m->keys);
-    free(m->ids);
-}
-
-/* ---- the computation ---- */
 
 typedef struct {
     ml_sval_t first, last, cur;
@@ -106,13 +42,13 @@ struct ml_growth {
     const ml_stackset_t *set;
     ml_growth_opts_t opts;
     uint32_t *group_of; /* per stack uid: row index, or NONE when filtered out */
-    size_t placed;      /* stacks placed so far */
+    size_t placed, group_of_cap; /* stacks placed so far; group_of's room */
     uint8_t *fmatch;    /* per frame uid: 1 computed, 2 include matches, 4 exclude matches */
     uint8_t *fuser;     /* per frame uid: user_frame.h's cache */
     uint32_t *fkey;     /* per frame uid: grouping key id, NONE until computed */
     size_t fcap;
     ml_strmap_t *keys;  /* grouping key strings -> ids */
-    idmap_t groups;     /* (domain, key id) -> row index */
+    ml_hashidx_t groups; /* (key id, domain) -> row index */
     group_t *g;
     size_t ng, gcap;
     size_t nfed, first_snap, last_snap;
@@ -142,7 +78,7 @@ void ml_growth_free(ml_growth_t *g)
     free(g->fuser);
     free(g->fkey);
     ml_strmap_free(g->keys);
-    idmap_free(&g->groups);
+    ml_hashidx_free(&g->groups);
     free(g->g);
     free(g->rows);
     free(g);
@@ -222,36 +158,21 @@ static bool fit_frames(ml_growth_t *g)
     size_t n = ml_stackset_nframes(g->set);
     if (n <= g->fcap)
         return true;
-    size_t nc = g->fcap ? g->fcap : 1024;
-    while (nc < n)
-        nc *= 2;
-    uint8_t *m = realloc(g->fmatch, nc), *u = m ? realloc(g->fuser, nc) : NULL;
-    if (m)
-        g->fmatch = m;
-    if (u)
-        g->fuser = u;
-    uint32_t *k = u ? realloc(g->fkey, nc * sizeof *k) : NULL;
-    if (!k)
+    /* three arrays, one capacity: each grows from it to the same size (a
+     * retry after a failure grows them from it again) */
+    size_t cm = g->fcap, cu = g->fcap, ck = g->fcap;
+    if (!ML_GROW(g->fmatch, cm, n) || !ML_GROW(g->fuser, cu, n) || !ML_GROW(g->fkey, ck, n))
         return false;
-    g->fkey = k;
-    memset(g->fmatch + g->fcap, 0, nc - g->fcap);
-    memset(g->fuser + g->fcap, 0, nc - g->fcap);
-    for (size_t i = g->fcap; i < nc; i++)
+    for (size_t i = g->fcap; i < ck; i++)
         g->fkey[i] = NONE;
-    g->fcap = nc;
+    g->fcap = ck;
     return true;
 }
 
 static uint32_t new_group(ml_growth_t *g, int domain, uint32_t stack)
 {
-    if (g->ng == g->gcap) {
-        size_t nc = g->gcap ? g->gcap * 2 : 1024;
-        group_t *ng = realloc(g->g, nc * sizeof *ng);
-        if (!ng)
-            return NONE;
-        g->g = ng;
-        g->gcap = nc;
-    }
+    if (!ML_GROW(g->g, g->gcap, g->ng + 1))
+        return NONE;
     group_t *gr = &g->g[g->ng];
     memset(gr, 0, sizeof *gr);
     gr->domain = domain;
@@ -265,11 +186,7 @@ static bool place(ml_growth_t *g)
     size_t n = ml_stackset_nstacks(g->set);
     if (n == g->placed)
         return true;
-    uint32_t *go = realloc(g->group_of, n * sizeof *go);
-    if (!go)
-        return false;
-    g->group_of = go;
-    if (!fit_frames(g))
+    if (!ML_GROW(g->group_of, g->group_of_cap, n) || !fit_frames(g))
         return false;
     for (size_t u = g->placed; u < n; u++) {
         const ml_sstack_t *st = ml_stackset_stack(g->set, (uint32_t)u);
@@ -285,7 +202,7 @@ static bool place(ml_growth_t *g)
                 key = (uint64_t)k << 8 | (uint64_t)st->domain;
             }
             size_t before = g->groups.n;
-            gi = idmap_get(&g->groups, key);
+            gi = ml_hashidx_u64(&g->groups, key);
             if (gi == NONE)
                 return false;
             if (g->groups.n != before && new_group(g, st->domain, (uint32_t)u) != gi)

@@ -24,6 +24,7 @@
 #include "cli/export.h"
 #include "profile.pb-c.h"
 #include "cli/strmap.h"
+#include "common/grow.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -85,15 +86,9 @@ static uint64_t mapping_of(builder_t *b, const ml_sframe_t *f)
         return 0;
     }
     if (id == b->nmaps) {
-        if (b->nmaps == b->maps_cap) {
-            size_t nc = b->maps_cap ? b->maps_cap * 2 : 64;
-            mapping_t *nv = realloc(b->maps_v, nc * sizeof *nv);
-            if (!nv) {
-                b->oom = true;
-                return 0;
-            }
-            b->maps_v = nv;
-            b->maps_cap = nc;
+        if (!ML_GROW(b->maps_v, b->maps_cap, b->nmaps + 1)) {
+            b->oom = true;
+            return 0;
         }
         mapping_t *m = &b->maps_v[b->nmaps++];
         perftools__profiles__mapping__init(m);
@@ -120,15 +115,9 @@ static uint64_t function_of(builder_t *b, const ml_sframe_t *f)
         return 0;
     }
     if (id == b->nfuncs) {
-        if (b->nfuncs == b->funcs_cap) {
-            size_t nc = b->funcs_cap ? b->funcs_cap * 2 : 1024;
-            function_t *nv = realloc(b->funcs_v, nc * sizeof *nv);
-            if (!nv) {
-                b->oom = true;
-                return 0;
-            }
-            b->funcs_v = nv;
-            b->funcs_cap = nc;
+        if (!ML_GROW(b->funcs_v, b->funcs_cap, b->nfuncs + 1)) {
+            b->oom = true;
+            return 0;
         }
         function_t *fn = &b->funcs_v[b->nfuncs++];
         perftools__profiles__function__init(fn);

@@ -48,10 +48,11 @@ void ml_report_json(FILE *out, const ml_diff_report_t *r)
         snapshot(out, r->snaps[i]);
     }
     fputs("],\"domain\":", out);
-    cli_json_str(out, r->domain);
-    patterns(out, "include", r->include, r->ninclude);
-    patterns(out, "exclude", r->exclude, r->nexclude);
-    fprintf(out, ",\"group_by\":\"%s\",\"min_growth\":%" PRIu64, ml_group_by_name(r->group_by), r->min_growth);
+    cli_json_str(out, r->opts.domain);
+    patterns(out, "include", r->opts.include, r->opts.ninclude);
+    patterns(out, "exclude", r->opts.exclude, r->opts.nexclude);
+    fprintf(out, ",\"group_by\":\"%s\",\"min_growth\":%" PRIu64, ml_group_by_name(r->opts.group_by),
+            r->min_growth);
     fprintf(out, ",\"growth_bytes\":%" PRId64 ",\"growth_count\":%" PRId64, r->grown_bytes, r->grown_count);
     fprintf(out, ",\"grown\":%zu,\"only_grows\":%zu,\"hidden_below_min_growth\":%zu", r->nrows, r->only_grows,
             r->hidden);

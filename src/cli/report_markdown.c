@@ -73,7 +73,7 @@ void ml_report_markdown(FILE *out, const ml_diff_report_t *r)
 {
     char b1[32], b2[32], lim[48], pct[32], trend[64];
     bool failed = r->above_crossed || r->total_crossed;
-    const char *unit = r->group_by == ML_GROUP_STACK ? "stack" : "group";
+    const char *unit = r->opts.group_by == ML_GROUP_STACK ? "stack" : "group";
     fputs("### memledger: ", out);
     if (r->above_crossed)
         fprintf(out, "❌ a %s grew by %s, more than the %s limit", unit,
@@ -105,9 +105,9 @@ void ml_report_markdown(FILE *out, const ml_diff_report_t *r)
         fprintf(out, ". %zu snapshots, base pid %ld, head pid %ld", r->nsnaps, b->pid, h->pid);
     fprintf(out, "; live memory %s → %s (%s)", cli_human(r->total_first.live_bytes, false, b1, sizeof b1),
             cli_human(r->total_last.live_bytes, false, b2, sizeof b2), ml_total_percent(r, pct, sizeof pct));
-    if (r->domain) {
+    if (r->opts.domain) {
         fputs(" in domain ", out);
-        md(out, r->domain);
+        md(out, r->opts.domain);
     }
     fputs(".\n", out);
 

@@ -28,7 +28,7 @@ static void domains(const pen_t *p, const ml_diff_report_t *r)
     for (int d = 0; d < ML_DOM_COUNT; d++) {
         if (!b->domain_live_bytes[d] && !h->domain_live_bytes[d])
             continue;
-        if (!ml_domain_matches(d, r->domain))
+        if (!ml_domain_matches(d, r->opts.domain))
             continue;
         fprintf(p->out, "  %-16s %12s %12s %12s\n", ml_domain_name(d),
                 cli_human(b->domain_live_bytes[d], false, b1, sizeof b1),
@@ -36,7 +36,8 @@ static void domains(const pen_t *p, const ml_diff_report_t *r)
                 cli_human(h->domain_live_bytes[d] - b->domain_live_bytes[d], true, b3, sizeof b3));
     }
     char pct[32];
-    fprintf(p->out, "  %-16s %12s %12s %12s  %s\n", r->ninclude || r->nexclude ? "selected stacks" : "all stacks",
+    fprintf(p->out, "  %-16s %12s %12s %12s  %s\n",
+            r->opts.ninclude || r->opts.nexclude ? "selected stacks" : "all stacks",
             cli_human(r->total_first.live_bytes, false, b1, sizeof b1),
             cli_human(r->total_last.live_bytes, false, b2, sizeof b2),
             cli_human(r->total_last.live_bytes - r->total_first.live_bytes, true, b3, sizeof b3),
@@ -46,19 +47,20 @@ static void domains(const pen_t *p, const ml_diff_report_t *r)
 static void filters(const pen_t *p, const ml_diff_report_t *r)
 {
     char b[32];
-    bool any = r->domain || r->ninclude || r->nexclude || r->group_by != ML_GROUP_STACK || r->min_growth;
+    bool any = r->opts.domain || r->opts.ninclude || r->opts.nexclude || r->opts.group_by != ML_GROUP_STACK ||
+               r->min_growth;
     if (!any)
         return;
     fprintf(p->out, "  selected:");
-    if (r->domain)
-        fprintf(p->out, " domain %s;", r->domain);
-    for (size_t i = 0; i < r->ninclude; i++)
-        fprintf(p->out, " include '%s';", r->include[i]);
-    for (size_t i = 0; i < r->nexclude; i++)
-        fprintf(p->out, " exclude '%s';", r->exclude[i]);
+    if (r->opts.domain)
+        fprintf(p->out, " domain %s;", r->opts.domain);
+    for (size_t i = 0; i < r->opts.ninclude; i++)
+        fprintf(p->out, " include '%s';", r->opts.include[i]);
+    for (size_t i = 0; i < r->opts.nexclude; i++)
+        fprintf(p->out, " exclude '%s';", r->opts.exclude[i]);
     if (r->min_growth)
         fprintf(p->out, " growth of at least %s;", cli_human((int64_t)r->min_growth, false, b, sizeof b));
-    fprintf(p->out, " grouped by %s\n", ml_group_by_name(r->group_by));
+    fprintf(p->out, " grouped by %s\n", ml_group_by_name(r->opts.group_by));
 }
 
 static void frames(const pen_t *p, const ml_diff_report_t *r, const ml_growth_row_t *row)
@@ -70,7 +72,7 @@ static void frames(const pen_t *p, const ml_diff_report_t *r, const ml_growth_ro
         return;
     }
     uint32_t from = 0;
-    if (r->group_by != ML_GROUP_STACK) {
+    if (r->opts.group_by != ML_GROUP_STACK) {
         const ml_sframe_t *f = ml_stackset_frame(r->set, st->frames[row->user]);
         fprintf(p->out, "      %s%s%s", on(p, C_BOLD), cli_frame_text(f, true, fb, sizeof fb), on(p, C_RESET));
         fprintf(p->out, "   <- %" PRIu32 " stack%s; callers in the one that grew most:\n", row->nstacks,
@@ -106,7 +108,7 @@ static void thresholds(const pen_t *p, const ml_diff_report_t *r)
                     lim, cli_human(r->largest->growth_bytes, true, b1, sizeof b1));
         else
             fprintf(p->out, "pass --fail-above %s: no %s grew by more\n", lim,
-                    r->group_by == ML_GROUP_STACK ? "stack" : "group");
+                    r->opts.group_by == ML_GROUP_STACK ? "stack" : "group");
     }
     if (r->fail_total.set) {
         char pct[32];
@@ -138,7 +140,7 @@ void ml_report_text(FILE *out, const ml_diff_report_t *r)
                      "above %" PRIu64 ", or sample (docs/config.md)\n",
                 on(&p, C_YELLOW), on(&p, C_RESET), h->stacks_capacity, h->stacks_overflowed, h->stacks_capacity);
 
-    const char *unit = r->group_by == ML_GROUP_STACK ? "stack" : "group";
+    const char *unit = r->opts.group_by == ML_GROUP_STACK ? "stack" : "group";
     if (!r->nrows) {
         fprintf(out, "\nNo %s grew%s.\n", unit, r->hidden ? " by the minimum asked for" : "");
     } else {

@@ -3,6 +3,7 @@
  * bounds-checked, lines are capped in length, and the closing `end` record
  * must agree with what was read, so truncation is always noticed. */
 #include "cli/snapshot_read.h"
+#include "common/grow.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -140,20 +141,6 @@ static bool field_str(ctx_t *c, const char *s, char **out, const char *what)
     return true;
 }
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap)
-        return true;
-    size_t nc = *cap ? *cap * 2 : 64;
-    void *p = realloc(*arr, nc * elem);
-    if (!p)
-        return false;
-    memset((char *)p + *cap * elem, 0, (nc - *cap) * elem);
-    *arr = p;
-    *cap = nc;
-    return true;
-}
-
 typedef struct {
     size_t headers, modules, frames, stacks;
     uint32_t seen_keys, seen_domains; /* header lines that may appear once */
@@ -193,7 +180,7 @@ static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
     uint64_t idx;
     if (!num_u64(f[1], &idx, 10) || idx != s->nmodules)
         return fail(c, "module number '%s' out of sequence", f[1]);
-    if (!grow((void **)&s->modules, &cap->modules, s->nmodules, sizeof *s->modules))
+    if (!ML_GROW(s->modules, cap->modules, s->nmodules + 1))
         return fail(c, "out of memory");
     /* counted at once: whatever is filled in is freed with the snapshot,
      * even when a later field of the record is refused */
@@ -217,7 +204,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
     uint64_t idx;
     if (!num_u64(f[1], &idx, 10) || idx != s->nframes)
         return fail(c, "frame number '%s' out of sequence", f[1]);
-    if (!grow((void **)&s->frames, &cap->frames, s->nframes, sizeof *s->frames))
+    if (!ML_GROW(s->frames, cap->frames, s->nframes + 1))
         return fail(c, "out of memory");
     ml_rframe_t *fr = &s->frames[s->nframes++]; /* counted at once, as modules */
     fr->module = -1;
@@ -251,7 +238,7 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
 {
     if (n != 8)
         return fail(c, "stack record has %zu fields, expected 8", n);
-    if (!grow((void **)&s->stacks, &cap->stacks, s->nstacks, sizeof *s->stacks))
+    if (!ML_GROW(s->stacks, cap->stacks, s->nstacks + 1))
         return fail(c, "out of memory");
     ml_rstack_t *st = &s->stacks[s->nstacks++]; /* counted at once, as modules */
     uint64_t id;
@@ -293,7 +280,7 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
 
 static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n, const char *raw_rest)
 {
-    if (!grow((void **)&s->headers, &cap->headers, s->nheaders, sizeof *s->headers))
+    if (!ML_GROW(s->headers, cap->headers, s->nheaders + 1))
         return fail(c, "out of memory");
     ml_rheader_t *h = &s->headers[s->nheaders++];
     h->key = strdup(f[0]);

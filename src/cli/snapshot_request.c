@@ -5,6 +5,7 @@
 #include "cli/snapshot_request.h"
 #include "common/config.h"
 #include "common/format.h"
+#include "common/grow.h"
 #include "common/units.h"
 
 #include <dirent.h>
@@ -21,25 +22,21 @@ static char *read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (n < cap)
-            break;
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (!nb)
-            free(buf);
-        buf = nb;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    /* read until a read falls short of the room, keeping a byte for the NUL */
+    while (ML_GROW(buf, cap, n + 4096)) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) {
+            fclose(f);
+            buf[n] = '\0';
+            *len = n;
+            return buf;
+        }
     }
     fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = n;
-    }
-    return buf;
+    free(buf);
+    return NULL;
 }
 
 static const char *env_of(const char *environ, size_t len, const char *name)

@@ -1,25 +1,17 @@
-/* strmap.c — string interning (see strmap.h): open addressing on a 64-bit
- * FNV-1a hash, kept under half full. */
+/* strmap.c — string interning (see strmap.h): the strings in an array by
+ * id, found again through common/hashidx.h on their hash. */
 #include "cli/strmap.h"
+#include "common/grow.h"
+#include "common/hashidx.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 struct ml_strmap {
-    uint64_t *hash;
-    uint32_t *slot; /* id + 1; 0 empty */
-    size_t cap;
+    ml_hashidx_t idx;
     char **strs;
     size_t n, strs_cap;
 };
-
-static uint64_t fnv(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h ^ (h >> 32);
-}
 
 ml_strmap_t *ml_strmap_new(void) { return calloc(1, sizeof(ml_strmap_t)); }
 
@@ -30,62 +22,47 @@ void ml_strmap_free(ml_strmap_t *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->strs[i]);
     free(m->strs);
-    free(m->hash);
-    free(m->slot);
+    ml_hashidx_free(&m->idx);
     free(m);
 }
 
-static bool grow(ml_strmap_t *m)
+typedef struct {
+    const ml_strmap_t *m;
+    const char *s;
+} probe_t;
+
+static bool same(const void *ctx, uint32_t id)
 {
-    size_t nc = m->cap ? m->cap * 2 : 256;
-    uint64_t *nh = calloc(nc, sizeof *nh);
-    uint32_t *ns = calloc(nc, sizeof *ns);
-    if (!nh || !ns) {
-        free(nh);
-        free(ns);
-        return false;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->slot[i])
-            continue;
-        size_t j = m->hash[i] & (nc - 1);
-        while (ns[j])
-            j = (j + 1) & (nc - 1);
-        nh[j] = m->hash[i];
-        ns[j] = m->slot[i];
-    }
-    free(m->hash);
-    free(m->slot);
-    m->hash = nh;
-    m->slot = ns;
-    m->cap = nc;
-    return true;
+    const probe_t *p = ctx;
+    return strcmp(p->m->strs[id], p->s) == 0;
 }
+
+static uint32_t lookup(const ml_strmap_t *m, const char *s, uint64_t h)
+{
+    probe_t p = {m, s};
+    return ml_hashidx_find(&m->idx, h, same, &p);
+}
+
+uint32_t ml_strmap_find(const ml_strmap_t *m, const char *s) { return lookup(m, s, ml_hash_str(s)); }
 
 uint32_t ml_strmap_id(ml_strmap_t *m, const char *s)
 {
-    if ((m->n + 1) * 2 > m->cap && !grow(m))
+    uint64_t h = ml_hash_str(s);
+    uint32_t id = lookup(m, s, h);
+    if (id != ML_HASHIDX_NONE)
+        return id;
+    if (m->n >= UINT32_MAX - 1 || !ML_GROW(m->strs, m->strs_cap, m->n + 1))
         return UINT32_MAX;
-    uint64_t h = fnv(s);
-    size_t j = h & (m->cap - 1);
-    for (; m->slot[j]; j = (j + 1) & (m->cap - 1))
-        if (m->hash[j] == h && strcmp(m->strs[m->slot[j] - 1], s) == 0)
-            return m->slot[j] - 1;
-    if (m->n == m->strs_cap) {
-        size_t nc = m->strs_cap ? m->strs_cap * 2 : 256;
-        char **ns = realloc(m->strs, nc * sizeof *ns);
-        if (!ns)
-            return UINT32_MAX;
-        m->strs = ns;
-        m->strs_cap = nc;
-    }
     char *copy = strdup(s);
     if (!copy)
         return UINT32_MAX;
-    m->strs[m->n] = copy;
-    m->hash[j] = h;
-    m->slot[j] = (uint32_t)++m->n;
-    return (uint32_t)(m->n - 1);
+    id = (uint32_t)m->n;
+    if (!ml_hashidx_add(&m->idx, h, id)) {
+        free(copy);
+        return UINT32_MAX;
+    }
+    m->strs[m->n++] = copy;
+    return id;
 }
 
 size_t ml_strmap_count(const ml_strmap_t *m) { return m->n; }

@@ -13,6 +13,8 @@ void ml_strmap_free(ml_strmap_t *m);
 
 /* The id of `s`, added when new. UINT32_MAX when out of memory. */
 uint32_t ml_strmap_id(ml_strmap_t *m, const char *s);
+/* The id of `s`, or UINT32_MAX when it has none: nothing is added. */
+uint32_t ml_strmap_find(const ml_strmap_t *m, const char *s);
 
 size_t ml_strmap_count(const ml_strmap_t *m);
 /* The string with id `id` (< count). */
