@@ -5,6 +5,7 @@
  * wrapper would change the caller whose RPATH the loader searches. Must
  * never do more than forward and notify. */
 #include "common/common.h"
+#include "core/modules.h"
 #include "unwind/unwind_rules.h"
 
 #include <dlfcn.h>
@@ -16,7 +17,9 @@ ML_EXPORT int dlclose(void *handle)
     if (ML_UNLIKELY(!real))
         real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
     int r = real ? real(handle) : -1;
-    if (r == 0)
+    if (r == 0) {
+        ml_modules_unloaded(); /* raw addresses the caches remember may be reused */
         ml_unwind_rules_invalidate();
+    }
     return r;
 }

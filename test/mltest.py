@@ -3,6 +3,7 @@ program under the ledger, reading snapshots through the memledger CLI, and
 finding the line a LEAK marker sits on. Assertions stay in the tests."""
 import atexit
 import json
+import gzip
 import os
 import re
 import shutil
@@ -189,17 +190,28 @@ def unescape_field(s):
     return "".join(out)
 
 
+def open_snapshot(path):
+    """A snapshot's text, whether the file is gzip-compressed (version 2,
+    as the library writes) or plain (version 1, as write_snapshot makes)."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
 def read_snapshot(path):
     """Parses a snapshot file directly (independently of the CLI): a dict
     with 'headers' (key -> list of field lists), 'modules', 'frames' and
     'stacks' (each stack with its domain, figures, and frame dicts,
     innermost first). Stacks are as written: duplicates are not summed."""
-    snap = {"headers": {}, "modules": [], "frames": [], "stacks": []}
-    with open(path) as f:
+    snap = {"headers": {}, "modules": [], "frames": [], "stacks": [], "nodes": [None]}
+    with open_snapshot(path) as f:
         lines = f.read().split("\n")
     check(lines[-1] == "", "%s does not end in a newline" % path)
     lines = lines[:-1]
-    check(lines and lines[0] == "memledger-snapshot\t1", "%s: bad magic line" % path)
+    check(lines and lines[0] in ("memledger-snapshot\t1", "memledger-snapshot\t2"), "%s: bad magic line" % path)
+    snap["version"] = int(lines[0].split("\t")[1])
     for line in lines[1:]:
         f = line.split("\t")
         if f[0] == "module":
@@ -211,13 +223,26 @@ def read_snapshot(path):
                                    "module_state": mod and mod["state"],
                                    "function": unescape_field(f[5]), "file": unescape_field(f[6]),
                                    "line": None if f[7] == "-" else int(f[7])})
+        elif f[0] == "node":
+            check(int(f[1]) == len(snap["nodes"]), "%s: node %s out of sequence" % (path, f[1]))
+            snap["nodes"].append((int(f[2]), int(f[3])))
         elif f[0] == "stack":
-            frames = [] if f[7] == "-" else [snap["frames"][int(i)] for i in f[7].split(" ")]
+            if f[7] == "-":
+                frames = []
+            elif snap["version"] >= 2:  # the leaf node, up to the root
+                frames, n = [], int(f[7])
+                while n:
+                    parent, frame = snap["nodes"][n]
+                    frames.append(snap["frames"][frame])
+                    n = parent
+            else:
+                frames = [snap["frames"][int(i)] for i in f[7].split(" ")]
             snap["stacks"].append({"id": int(f[1]), "domain": f[2], "live_bytes": int(f[3]),
                                    "live_count": int(f[4]), "total_bytes": int(f[5]),
                                    "total_count": int(f[6]), "frames": frames})
         elif f[0] == "end":
-            check(int(f[1]) == len(snap["stacks"]) and int(f[2]) == len(snap["frames"]),
+            check(int(f[1]) == len(snap["stacks"]) and int(f[2]) == len(snap["frames"]) and
+                  (snap["version"] < 2 or int(f[3]) == len(snap["nodes"]) - 1),
                   "%s: end record disagrees" % path)
             snap["complete"] = True
         else:

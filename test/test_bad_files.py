@@ -19,7 +19,7 @@ from mltest import *
 d = snapdir()
 run_under([os.path.join(PROGRAMS, "leak_sites")], d)
 good, good2 = snapshots_of(d)
-with open(good) as f:
+with open_snapshot(good) as f:
     text = f.read()
 lines = text.split("\n")[:-1]
 bad_dir = snapdir("mltest.bad.")
@@ -74,8 +74,23 @@ for _ in range(40):
     refuse(text[:cut], text[:cut].count("\n") + 1, "truncated at byte %d" % cut)
 
 # wrong version, not a snapshot
-refuse(text.replace("memledger-snapshot\t1\n", "memledger-snapshot\t2\n", 1), 1, "version 2")
-refuse(text.replace("memledger-snapshot\t1\n", "memledger-snapshot\t0x1\n", 1), 1, "version 0x1")
+check(text.startswith("memledger-snapshot\t2\n"), "the library should write version 2")
+refuse(text.replace("memledger-snapshot\t2\n", "memledger-snapshot\t3\n", 1), 1, "version 3")
+refuse(text.replace("memledger-snapshot\t2\n", "memledger-snapshot\t0x2\n", 1), 1, "version 0x2")
+refuse(text.replace("memledger-snapshot\t2\n", "memledger-snapshot\t0\n", 1), 1, "version 0")
+
+# the file as the library writes it, gzip-compressed: cut short anywhere, or
+# with a byte changed, it is refused (naming the file), never half read
+with open(good, "rb") as f:
+    packed = f.read()
+check(packed[:2] == b"\x1f\x8b", "the library should write gzip-compressed snapshots")
+for cut in sorted(set([2, 10, len(packed) // 3, len(packed) // 2, len(packed) - 9, len(packed) - 1] +
+                      [rng_cut for rng_cut in random.Random(3).sample(range(3, len(packed) - 1), 10)])):
+    refuse(packed[:cut], None, "compressed, cut at byte %d of %d" % (cut, len(packed)))
+for at in random.Random(5).sample(range(20, len(packed) - 20), 10):
+    flipped = packed[:at] + bytes([packed[at] ^ 0x5a]) + packed[at + 1:]
+    refuse(flipped, None, "compressed, byte %d changed" % at)
+refuse(b"\x1f\x8b" + b"\0" * 50, None, "a gzip header and nothing")
 refuse("\x89PNG\r\n\x1a\n" + "\0" * 100, 1, "binary")
 
 
@@ -97,7 +112,9 @@ for kind, field, value in (("pid", 1, "-5"), ("pid", 1, "1x"), ("time", 1, "nan"
                            ("frame", 2, "java"), ("frame", 3, "100000"), ("frame", 4, "-"), ("frame", 7, "-3"),
                            ("frame", 5, "x\\"), ("stack", 2, "heap"), ("stack", 3, "-1"),
                            ("stack", 4, "18446744073709551616"), ("stack", 7, "0 99999"), ("stack", 7, "0  1"),
-                           ("stack", 7, ""), ("end", 1, "0"), ("end", 2, "x")):
+                           ("stack", 7, ""), ("stack", 7, "99999999"), ("node", 1, "7"), ("node", 2, "99999999"),
+                           ("node", 2, "-1"), ("node", 3, "99999999"), ("node", 3, "x"), ("end", 1, "0"),
+                           ("end", 2, "x"), ("end", 3, "0")):
     content, line = corrupt(kind, field, value)
     refuse(content, line, "%s field %d = %r" % (kind, field, value))
 
@@ -113,7 +130,8 @@ refuse("\n".join(lines[:3] + ["note\t" + "x" * (65 << 20)] + lines[3:]) + "\n", 
 refuse("\n".join(lines[:3] + ["note" + "\tx" * 1000000] + lines[3:]) + "\n", 4, "a million fields")
 refuse("\n".join(lines[:3] + ["Bad-Key\t1"] + lines[3:]) + "\n", 4, "a bad header key")
 refuse(text + "stack\t1\tmalloc\t1\t1\t1\t1\t-\n", len(lines) + 1, "data after the end record")
-refuse("\n".join(lines[:-1] + ["end\t18446744073709551616\t1"]) + "\n", len(lines), "end count overflow")
+refuse("\n".join(lines[:-1] + ["end\t18446744073709551616\t1\t1"]) + "\n", len(lines), "end count overflow")
+refuse("\n".join(lines[:-1] + ["end\t1\t1"]) + "\n", len(lines), "a version 1 end record in version 2")
 
 # valid but strange: figures at the int64 limit (their sums must not
 # overflow), the same stack a thousand times, a module with no frames
@@ -123,7 +141,8 @@ f = stack_line.split("\t")
 huge = "\t".join(f[:3] + [big, big, big, big] + f[7:])
 body = [l for l in lines if not l.startswith("stack\t") and not l.startswith("end\t")]
 nframes = sum(1 for l in lines if l.startswith("frame\t"))
-accept("\n".join(body + [huge] * 1000 + ["end\t1000\t%d" % nframes]) + "\n", "int64-limit figures x1000")
+nnodes = sum(1 for l in lines if l.startswith("node\t"))
+accept("\n".join(body + [huge] * 1000 + ["end\t1000\t%d\t%d" % (nframes, nnodes)]) + "\n", "int64-limit figures x1000")
 
 # the longest command line the writer records (8 KiB of /proc/self/cmdline:
 # thousands of empty arguments) is read back

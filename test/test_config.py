@@ -45,8 +45,8 @@ TABLE = {
     "MEMLEDGER_DIR": (["", "/" + "d" * 5000], expect_snapshots(2)),  # -> the current directory
     "MEMLEDGER_SIGNAL": (GENERIC + ["KILL", "SIGSEGV", "RTMIN+99", "65"], expect_snapshots(2)),
     "MEMLEDGER_SAMPLE_BYTES": (GENERIC + ["16EiB", "1.5", "0x10", "512 KB B"], expect_header("sample_bytes", "0")),
-    "MEMLEDGER_DEPTH": (GENERIC + ["0", "257", "64KiB", "1e3", " 5"], expect_header("depth", "64")),
-    "MEMLEDGER_STACKS": (GENERIC + ["1000", "16777217", "1M"], expect_header("stacks", "262144", at=1)),
+    "MEMLEDGER_DEPTH": (GENERIC + ["0", "257", "64KiB", "1e3", " 5"], expect_header("depth", "256")),
+    "MEMLEDGER_STACKS": (GENERIC + ["1000", "16777217", "1M"], expect_header("stacks", "4194304", at=1)),
     "MEMLEDGER_AT_EXIT": (GENERIC + ["2", "exit"], expect_snapshots(2)),
     "MEMLEDGER_INTERVAL": (GENERIC + ["nan", "inf", "1e400", "99999999999999999999h", "5 min"],
                            expect_triggers("signal")),

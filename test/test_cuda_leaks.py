@@ -91,7 +91,7 @@ base, head = snap_path(d, pid, 1), snap_path(d, pid, 2)
 
 
 def header(path, key):
-    with open(path) as f:
+    with open_snapshot(path) as f:
         for line in f:
             if line.startswith("module\t"):
                 break
@@ -103,7 +103,7 @@ def header(path, key):
 
 def domain_live(path):
     out = {}
-    with open(path) as f:
+    with open_snapshot(path) as f:
         for line in f:
             if line.startswith("domain\t"):
                 _, name, live_bytes, live_count, _, _ = line.rstrip("\n").split("\t")
@@ -128,7 +128,7 @@ elif opt == "--cupti-unbuilt":
           "no clear fallback message: %r" % p.stderr)
 else:
     check("memledger:" not in p.stderr, "unexpected message: %r" % p.stderr)
-with open(head) as f:
+with open_snapshot(head) as f:
     problems = dict(l.rstrip("\n").split("\t")[1:3] for l in f if l.startswith("problem\t"))
 # address_reused_untracked: an address recorded twice, e.g. cuMemAllocHost_v2
 # and the cuMemHostAlloc it calls both counting one block

@@ -42,7 +42,7 @@ for base in ("cuInit", "cuMemAlloc", "cuMemAllocPitch", "cuMemFree", "cuMemAlloc
     check(base in names, "the runtime never asked for %s" % base)
 snaps = [f for f in os.listdir(d) if f.endswith(".snap")]
 check(len(snaps) == 1, "snapshots: %s" % snaps)
-with open(os.path.join(d, snaps[0])) as f:
+with open_snapshot(os.path.join(d, snaps[0])) as f:
     cuda = [l.split("\t") for l in f.read().splitlines() if l.startswith("cuda\t")]
 # one wrapper per driver function handed out: per wrapped name, its
 # per-thread-stream form apart for the async ones, and cuGetProcAddress's

@@ -22,7 +22,7 @@ for cuda in ("cupti", "auto"):
     check("memledger:" not in p.stderr, "unexpected message: %r" % p.stderr)
     snaps = [f for f in os.listdir(d) if f.endswith(".snap")]
     check(len(snaps) == 1, "expected one exit snapshot, got %s" % snaps)
-    with open(os.path.join(d, snaps[0])) as f:
+    with open_snapshot(os.path.join(d, snaps[0])) as f:
         lines = f.read().splitlines()
     check("cuda\tbackend\tunused\tbound\t0" in lines,
           "cuda header: %s" % [l for l in lines if l.startswith("cuda")])

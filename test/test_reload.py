@@ -13,7 +13,7 @@ for mode in ("libunwind", "auto"):
     run_under([os.path.join(PROGRAMS, "reload"), a, b], d, extra_env={"MEMLEDGER_UNWIND": mode})
     snap = [f for f in os.listdir(d) if f.endswith(".snap")]
     check(len(snap) == 1, "%s: snapshots %s" % (mode, snap))
-    with open(os.path.join(d, snap[0])) as f:
+    with open_snapshot(os.path.join(d, snap[0])) as f:
         mods = [l.split("\t") for l in f if l.startswith("module\t") and "libplugin_" in l]
     biases = [m[3] for m in mods]
     shared = len(biases) != len(set(biases))

@@ -62,8 +62,8 @@ for redact in ("0", "1"):
     p = run_under([os.path.join(PROGRAMS, "leak_sites"), "--token=" + SECRET + "-argv"], d,
                   extra_env={"API_TOKEN": SECRET, "MEMLEDGER_REDACT_CMDLINE": redact})
     for s in snapshots_of(d):
-        with open(s, "rb") as f:
-            data = f.read()
+        with open_snapshot(s) as f:
+            data = f.read().encode()
         check(SECRET.encode() + b"-argv" not in data if redact == "1" else SECRET.encode() + b"-argv" in data,
               "%s: argv secret %s (REDACT_CMDLINE=%s)" % (s, "present" if redact == "1" else "missing", redact))
         check(SECRET.encode() not in data.replace(SECRET.encode() + b"-argv", b""),

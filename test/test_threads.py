@@ -1,10 +1,13 @@
 """Threads allocate with every function of the malloc family, reallocate
 and free (some across threads) while snapshot signals arrive every 2 ms and
 short-lived threads come and go: every snapshot parses, no temporary file is
-left, the totals of every stack never go down from one snapshot to the next,
+left, the totals of every stack never go down from one snapshot to the next
+(a snapshot holds the stacks that hold memory, or allocated or freed since
+the one before: a stack in two consecutive snapshots is compared),
 and at the end the ledger's live bytes and allocations for the workers'
 stacks equal the program's own count, exactly, as do the totals ever
-allocated there.
+allocated there (each stack's totals where it was last written: every
+allocation shows in the snapshot that follows it).
 Usage: test_threads.py NTHREADS OPS_PER_THREAD [TRANSIENT_THREADS] [--preload LIB]"""
 import json
 import os
@@ -42,18 +45,40 @@ def worker_sums(path):
     return sums
 
 
-# every snapshot parses (through the CLI and on its own), and totals only grow from one to the next
+def stack_totals(path):
+    """Totals per stack identity (domain and frames), equal entries summed."""
+    out = {}
+    for s in read_snapshot(path)["stacks"]:
+        key = (s["domain"], tuple((f["kind"], f["module"], f["function"], f["file"], f["line"])
+                                  for f in s["frames"]))
+        t = out.setdefault(key, [0, 0])
+        t[0] += s["total_bytes"]
+        t[1] += s["total_count"]
+    return out
+
+
+# every snapshot parses (through the CLI and on its own), and the totals of
+# a stack in two consecutive snapshots only grow from one to the next
 prev = None
+compared = 0
+last = {}  # stack -> its totals where it was last written
+pid = int(snaps[0].split(".")[1])
 for f in snaps:
     cli("top", os.path.join(d, f), "-n", "1")  # exits 0 only when the file parses
-    sums = worker_sums(os.path.join(d, f))
+    totals = stack_totals(os.path.join(d, f))
+    if int(f.split(".")[2]) <= result["final_seq"]:
+        last.update(totals)
     if prev:
-        for fn in WORKER:
-            check(sums[fn][2] >= prev[fn][2] and sums[fn][3] >= prev[fn][3],
-                  "%s: %s totals went down from %s to %s" % (f, fn, prev[fn][2:], sums[fn][2:]))
-    prev = sums
-pid = int(snaps[0].split(".")[1])
+        for key, t in totals.items():
+            if key in prev:
+                compared += 1
+                check(t[0] >= prev[key][0] and t[1] >= prev[key][1],
+                      "%s: totals of a stack went down from %s to %s: %s" % (f, prev[key], t, key[1][:3]))
+    prev = totals
+check(compared > 0, "no stack was in two consecutive snapshots")
 final = worker_sums(snap_path(d, pid, result["final_seq"]))
+for fn in WORKER:
+    final[fn][2:] = [sum(t[k] for key, t in last.items() if key[1] and key[1][0][2] == fn) for k in (0, 1)]
 live_bytes = final["worker_alloc"][0] + final["worker_realloc"][0]
 live_count = final["worker_alloc"][1] + final["worker_realloc"][1]
 check(live_bytes == result["held_bytes"],

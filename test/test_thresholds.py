@@ -79,7 +79,7 @@ for args in (["--fail-above", "lots"], ["--fail-above", "10%"], ["--fail-total-a
 cli("diff", snaps[0], expect_rc=2)
 
 # unreadable or malformed snapshots: exit 2, naming the file (and line)
-with open(snaps[2]) as f:
+with open_snapshot(snaps[2]) as f:
     good = f.read()
 lines = good.splitlines(True)
 stack_line = next(i for i, l in enumerate(lines) if l.startswith("stack\t"))

@@ -14,7 +14,7 @@ d = snapdir()
 p = run_under([os.path.join(PROGRAMS, "demo_service"), "3000"], d, extra_env={"MEMLEDGER_INTERVAL": "300ms"})
 snaps = sorted((f for f in os.listdir(d) if f.endswith(".snap")), key=lambda f: int(f.split(".")[2]))
 check(len(snaps) >= 3, "interval snapshots: %s" % snaps)
-with open(os.path.join(d, snaps[0])) as f:
+with open_snapshot(os.path.join(d, snaps[0])) as f:
     check("trigger\tinterval\n" in f.read(), "first snapshot is not an interval snapshot")
 r = diff_json(*[os.path.join(d, s) for s in snaps[:3]])
 audit = stacks_at(r, "audit_log")
@@ -26,7 +26,7 @@ run_under([os.path.join(PROGRAMS, "leak_sites")], d, extra_env={"MEMLEDGER_AT_EX
 snaps = sorted((f for f in os.listdir(d) if f.endswith(".snap")), key=lambda f: int(f.split(".")[2]))
 check(len(snaps) == 3, "expected two signal snapshots and one at exit, got %s" % snaps)
 last = os.path.join(d, snaps[-1])
-with open(last) as f:
+with open_snapshot(last) as f:
     check("trigger\texit\n" in f.read(), "last snapshot was not written at exit")
 t = top_json(last)
 # main reaches round_of_leaks from two call sites (warm-up, loop): two stacks
@@ -36,7 +36,7 @@ check(live == (1000 * 26, 26), "at exit leak_malloc holds %s bytes in %s" % live
 
 # bad files
 bad = os.path.join(d, "truncated.snap")
-with open(last) as f:
+with open_snapshot(last) as f:
     text = f.read()
 with open(bad, "w") as f:
     f.write(text[: len(text) // 2])

@@ -67,7 +67,7 @@ sig = stacks_at(t, "on_alarm")
 check(sum(s["live_count"] for s in sig) == 6, "signal handler allocations: %s" % sig)
 
 # the fast path did the work
-with open(runs["auto"]) as f:
+with open_snapshot(runs["auto"]) as f:
     lines = [l.rstrip("\n").split("\t") for l in f]
 unwind = [l for l in lines if l[0] == "unwind"]
 check(unwind, "no unwind line in the snapshot header")

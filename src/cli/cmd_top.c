@@ -121,7 +121,7 @@ int cmd_top(int argc, char **argv)
                    cli_bytes(rows[i].v.live_bytes, false, b1, sizeof b1), (long long)rows[i].v.live_count,
                    ml_domain_name(st->domain), cli_bytes(rows[i].v.total_bytes, false, b2, sizeof b2));
             if (!st->nframes)
-                printf("    [no frames: stack table full, see docs/config.md MEMLEDGER_STACKS]\n");
+                printf("    [no frames: the stack store was full, see docs/config.md MEMLEDGER_STACKS]\n");
             for (uint32_t f = 0; f < st->nframes; f++)
                 printf("    %s\n", cli_frame_text(ml_stackset_frame(set, st->frames[f]), true, fb, sizeof fb));
         }

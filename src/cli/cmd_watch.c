@@ -98,7 +98,7 @@ static bool report(const view_t *v, const ml_stackset_t *set, ml_growth_t *g, si
         for (size_t i = 0; i < r.show; i++) {
             const ml_growth_row_t *row = &r.rows[i];
             const ml_sstack_t *st = ml_stackset_stack(set, row->stack);
-            const char *where = "[no frames: the stack table was full]";
+            const char *where = "[no frames: the stack store was full]";
             if (row->user != UINT32_MAX)
                 where = cli_frame_text(ml_stackset_frame(set, st->frames[row->user]), true, fb, sizeof fb);
             printf("    %s%11s%s %+9lld  %-8s %s\n", red, cli_human(row->growth_bytes, true, b1, sizeof b1), reset,

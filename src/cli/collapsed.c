@@ -72,7 +72,7 @@ bool ml_export_collapsed(FILE *out, const ml_export_t *e, char *err, size_t errc
                 append(&s, ";", false);
         }
         if (!st->nframes)
-            put(&s, "[stack table full]");
+            put(&s, "[stack store full]");
         uint32_t id = s.oom ? UINT32_MAX : ml_strmap_id(paths, s.buf);
         if (id == UINT32_MAX) {
             ok = false;

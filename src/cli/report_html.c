@@ -168,7 +168,7 @@ static void stacks_table(FILE *out, const ml_export_t *e, uint8_t *ucache)
         fprintf(out, "<td>%s</td><td class=\"where\">", ml_domain_name(r->domain));
         uint32_t u = ml_stack_user_frame(e->set, st, ucache);
         if (u == UINT32_MAX) {
-            fputs("(no frames: the stack table was full)</td></tr>\n", out);
+            fputs("(no frames: the stack store was full)</td></tr>\n", out);
             continue;
         }
         fputs("<span class=\"fn\">", out);

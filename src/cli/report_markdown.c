@@ -54,7 +54,7 @@ static void where(FILE *out, const ml_diff_report_t *r, const ml_growth_row_t *r
 {
     const ml_sstack_t *st = ml_stackset_stack(r->set, row->stack);
     if (row->user == UINT32_MAX) {
-        fputs("(no frames: the stack table was full)", out);
+        fputs("(no frames: the stack store was full)", out);
         return;
     }
     uint32_t end = row->user + 3 < st->nframes ? row->user + 3 : st->nframes;

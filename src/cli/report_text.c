@@ -68,7 +68,7 @@ static void frames(const pen_t *p, const ml_diff_report_t *r, const ml_growth_ro
     const ml_sstack_t *st = ml_stackset_stack(r->set, row->stack);
     char fb[2048];
     if (!st->nframes) {
-        fprintf(p->out, "      [no frames: the stack table was full, see docs/config.md MEMLEDGER_STACKS]\n");
+        fprintf(p->out, "      [no frames: the stack store was full, see docs/config.md MEMLEDGER_STACKS]\n");
         return;
     }
     uint32_t from = 0;
@@ -134,11 +134,13 @@ void ml_report_text(FILE *out, const ml_diff_report_t *r)
                 on(&p, C_RESET), r->nsnaps, b->pid, h->pid);
     filters(&p, r);
     domains(&p, r);
-    if (h->stacks_overflowed)
-        fprintf(out, "\n  %snote:%s the stack table was full (%" PRIu64 " stacks): %" PRIu64
-                     " allocations at later stacks were counted without them; run again with MEMLEDGER_STACKS "
-                     "above %" PRIu64 ", or sample (docs/config.md)\n",
-                on(&p, C_YELLOW), on(&p, C_RESET), h->stacks_capacity, h->stacks_overflowed, h->stacks_capacity);
+    if (h->stacks_overflowed || h->stacks_degraded)
+        fprintf(out, "\n  %snote:%s the stack store was full (%" PRIu64 " stacks): %" PRIu64
+                     " new stacks were kept with their Python frames and innermost native frames only, and %" PRIu64
+                     " were counted without frames; run again with MEMLEDGER_STACKS above %" PRIu64
+                     " (docs/config.md)\n",
+                on(&p, C_YELLOW), on(&p, C_RESET), h->stacks_capacity, h->stacks_degraded, h->stacks_overflowed,
+                h->stacks_capacity);
 
     const char *unit = r->opts.group_by == ML_GROUP_STACK ? "stack" : "group";
     if (!r->nrows) {

@@ -1,11 +1,14 @@
 /* snapshot_read.c — the snapshot parser (see snapshot_read.h).
  * Line-oriented and strict: every number is checked, every reference is
  * bounds-checked, lines are capped in length, and the closing `end` record
- * must agree with what was read, so truncation is always noticed. */
+ * must agree with what was read, so truncation is always noticed. A
+ * gzip-compressed file (version 2 writes one) is read through zlib as if
+ * it were the text, so the parser sees lines either way. */
 #include "cli/snapshot_read.h"
 #include "common/grow.h"
 
 #include <errno.h>
+#include <zlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,14 +145,17 @@ static bool field_str(ctx_t *c, const char *s, char **out, const char *what)
 }
 
 typedef struct {
-    size_t headers, modules, frames, stacks;
+    size_t headers, modules, frames, stacks, nodes;
     uint32_t seen_keys, seen_domains; /* header lines that may appear once */
+    /* version 2's nodes: parent and frame of node i (node 0 is the root) */
+    uint32_t *parent, *frame, *depth;
+    size_t nnodes;
 } caps_t;
 
 /* Header keys with one value per snapshot: a second line of one is an
  * error, not a silent overwrite (which also leaked the first value). */
 static const char *const single_keys[] = {"pid", "ppid", "exe", "cmdline", "time", "seq", "trigger",
-                                          "rss", "peak_rss", "sample_bytes", "depth", "stacks", "addresses"};
+                                          "rss", "peak_rss", "sample_bytes", "depth", "stacks", "addresses", "store"};
 
 static bool first_time(ctx_t *c, caps_t *cap, const char *k)
 {
@@ -220,6 +226,10 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
             return fail(c, "bad frame offset '%s'", f[4]);
     } else if (strcmp(f[2], "python") == 0) {
         fr->kind = ML_FRAME_PYTHON;
+    } else if (strcmp(f[2], "mark") == 0 && s->version >= 2) {
+        /* not a frame: the writer's note in a stack ("frames left out"),
+         * shown as a native frame of no module named by the note */
+        fr->kind = ML_FRAME_NATIVE;
     } else {
         return fail(c, "frame kind must be native or python, not '%s'", f[2]);
     }
@@ -231,6 +241,63 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
             return fail(c, "bad line number '%s'", f[7]);
         fr->line = (int)line;
     }
+    return true;
+}
+
+/* node<TAB>id<TAB>parent<TAB>frame (version 2): ids from 1 in order, a
+ * parent before its children (0: the root). */
+static bool parse_node(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
+{
+    if (n != 4)
+        return fail(c, "node record has %zu fields, expected 4", n);
+    uint64_t id, parent, frame;
+    if (!num_u64(f[1], &id, 10) || id != cap->nnodes + 1 || id > UINT32_MAX - 1)
+        return fail(c, "node number '%s' out of sequence", f[1]);
+    if (!num_u64(f[2], &parent, 10) || parent >= id)
+        return fail(c, "node %s has parent '%s', which is not defined before it", f[1], f[2]);
+    if (!num_u64(f[3], &frame, 10) || frame >= s->nframes)
+        return fail(c, "node %s refers to frame '%s', which is not defined before it", f[1], f[3]);
+    size_t need = cap->nnodes + 2, old = cap->nodes;
+    if (need > cap->nodes) {
+        size_t nc = cap->nodes ? cap->nodes * 2 : 1024;
+        while (nc < need)
+            nc *= 2;
+        uint32_t *p = realloc(cap->parent, nc * sizeof *p), *fr = p ? realloc(cap->frame, nc * sizeof *fr) : NULL,
+                 *d = fr ? realloc(cap->depth, nc * sizeof *d) : NULL;
+        if (p)
+            cap->parent = p;
+        if (fr)
+            cap->frame = fr;
+        if (d)
+            cap->depth = d;
+        if (!p || !fr || !d)
+            return fail(c, "out of memory");
+        cap->nodes = nc;
+        if (!old)
+            cap->parent[0] = cap->frame[0] = cap->depth[0] = 0; /* the root */
+    }
+    cap->nnodes++;
+    cap->parent[id] = (uint32_t)parent;
+    cap->frame[id] = (uint32_t)frame;
+    cap->depth[id] = cap->depth[parent] + 1;
+    return true;
+}
+
+/* A version 2 stack's frames: its leaf node up to the root. */
+static bool stack_from_node(ctx_t *c, caps_t *cap, ml_rstack_t *st, const char *field)
+{
+    uint64_t leaf;
+    if (!num_u64(field, &leaf, 10) || leaf > cap->nnodes)
+        return fail(c, "stack %u refers to node '%s', which is not defined before it", st->id, field);
+    if (!leaf)
+        return true; /* an empty stack */
+    st->nframes = cap->depth[leaf];
+    st->frames = malloc(st->nframes * sizeof *st->frames);
+    if (!st->frames)
+        return fail(c, "out of memory");
+    uint32_t k = 0;
+    for (uint32_t node = (uint32_t)leaf; node && k < st->nframes; node = cap->parent[node])
+        st->frames[k++] = cap->frame[node];
     return true;
 }
 
@@ -251,6 +318,8 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
     if (!num_i64(f[3], &st->live_bytes) || !num_i64(f[4], &st->live_count) ||
         !num_i64(f[5], &st->total_bytes) || !num_i64(f[6], &st->total_count))
         return fail(c, "bad byte or count field in stack %s", f[1]);
+    if (s->version >= 2 && strcmp(f[7], "-") != 0)
+        return stack_from_node(c, cap, st, f[7]);
     if (strcmp(f[7], "-") != 0) {
         size_t k = 1;
         for (const char *p = f[7]; *p; p++)
@@ -334,6 +403,11 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         if (n != 4 || !num_u64(f[1], &s->stacks_used, 10) || !num_u64(f[2], &s->stacks_capacity, 10) ||
             !num_u64(f[3], &s->stacks_overflowed, 10))
             return fail(c, "bad stacks line");
+    } else if (strcmp(k, "store") == 0) {
+        /* key value pairs; a writer may add some */
+        for (size_t i = 1; i + 1 < n; i += 2)
+            if (strcmp(f[i], "degraded") == 0 && !num_u64(f[i + 1], &s->stacks_degraded, 10))
+                return fail(c, "bad store line");
     } else if (strcmp(k, "domain") == 0) {
         int d;
         if (n != 6 || (d = ml_domain_index(f[1])) < 0)
@@ -364,14 +438,116 @@ ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap)
     return s;
 }
 
+/* ---- a gzip-compressed file, read as its text ---- */
+
+typedef struct {
+    FILE *src;
+    z_stream z;
+    bool done, corrupt, cut, trailing;
+    unsigned char in[1 << 16];
+} gz_t;
+
+static ssize_t gz_read(void *cookie, char *buf, size_t size)
+{
+    gz_t *g = cookie;
+    if (g->done || !size)
+        return 0;
+    g->z.next_out = (unsigned char *)buf;
+    g->z.avail_out = (uInt)(size < (1u << 30) ? size : (1u << 30));
+    while (g->z.avail_out) {
+        if (!g->z.avail_in) {
+            size_t n = fread(g->in, 1, sizeof g->in, g->src);
+            if (!n) {
+                if (ferror(g->src)) {
+                    errno = EIO;
+                    return -1;
+                }
+                g->cut = true; /* the file ends before the stream does */
+                break;
+            }
+            g->z.next_in = g->in;
+            g->z.avail_in = (uInt)n;
+        }
+        int r = inflate(&g->z, Z_NO_FLUSH);
+        if (r == Z_STREAM_END) {
+            g->done = true;
+            /* one stream, and nothing after it */
+            g->trailing = g->z.avail_in || fgetc(g->src) != EOF;
+            break;
+        }
+        if (r != Z_OK && r != Z_BUF_ERROR) {
+            g->corrupt = true;
+            errno = EIO;
+            return -1;
+        }
+    }
+    return (ssize_t)((char *)g->z.next_out - buf);
+}
+
+static int gz_close(void *cookie)
+{
+    gz_t *g = cookie;
+    inflateEnd(&g->z);
+    free(g);
+    return 0;
+}
+
+/* A stream of the decompressed text of fp, whose first two bytes (the gzip
+ * magic) were read already; NULL when it cannot be set up. */
+static FILE *gz_open(FILE *fp, gz_t **out)
+{
+    gz_t *g = calloc(1, sizeof *g);
+    if (!g || inflateInit2(&g->z, 15 + 16) != Z_OK) {
+        free(g);
+        return NULL;
+    }
+    g->src = fp;
+    g->in[0] = 0x1f;
+    g->in[1] = 0x8b;
+    g->z.next_in = g->in;
+    g->z.avail_in = 2;
+    cookie_io_functions_t io = {gz_read, NULL, NULL, gz_close};
+    FILE *z = fopencookie(g, "r", io);
+    if (!z)
+        gz_close(g);
+    *out = g;
+    return z;
+}
+
+static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t errcap, const gz_t *gz);
+
 ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap)
+{
+    int c0 = fgetc(fp);
+    if (c0 != 0x1f) {
+        if (c0 != EOF)
+            ungetc(c0, fp);
+        return read_text(fp, path, err, errcap, NULL);
+    }
+    if (fgetc(fp) != 0x8b) {
+        snprintf(err, errcap, "%s:1: not a memledger snapshot (neither its text nor gzip-compressed)", path);
+        return NULL;
+    }
+    gz_t *g = NULL;
+    FILE *z = gz_open(fp, &g);
+    if (!z) {
+        snprintf(err, errcap, "%s: out of memory", path);
+        return NULL;
+    }
+    ml_snapshot_t *s = read_text(z, path, err, errcap, g);
+    fclose(z);
+    return s;
+}
+
+static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t errcap, const gz_t *gz)
 {
     ctx_t c = {path, 0, err, errcap};
     ml_snapshot_t *s = calloc(1, sizeof *s);
     char *line = NULL;
     size_t linecap = 0;
     char **f = malloc((MAX_FIELDS + 1) * sizeof *f);
-    caps_t cap = {0, 0, 0, 0, 0, 0};
+    caps_t cap;
+    memset(&cap, 0, sizeof cap);
     bool ok = s && f, ended = false;
     if (!ok)
         fail(&c, "out of memory");
@@ -382,7 +558,9 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
         errno = 0;
         ssize_t len = getline(&line, &linecap, fp);
         if (len < 0) {
-            if (errno)
+            if (gz && gz->corrupt)
+                ok = fail(&c, "corrupt compressed data after this line");
+            else if (errno)
                 ok = fail(&c, "read error: %s", strerror(errno));
             break;
         }
@@ -409,7 +587,8 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
         raw_rest[0] = '\0';
         /* headers keep their raw text; records need no copy (most lines) */
         bool record = phase > 0 || strncmp(line, "module\t", 7) == 0 || strncmp(line, "frame\t", 6) == 0 ||
-                      strncmp(line, "stack\t", 6) == 0 || strncmp(line, "end\t", 4) == 0;
+                      strncmp(line, "node\t", 5) == 0 || strncmp(line, "stack\t", 6) == 0 ||
+                      strncmp(line, "end\t", 4) == 0;
         char *rest_copy = rest && !record ? strdup(rest + 1) : NULL;
         size_t n = split(line, f, MAX_FIELDS);
         if (n > MAX_FIELDS) {
@@ -422,8 +601,8 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
             if (n != 2 || strcmp(f[0], ML_FORMAT_MAGIC) != 0) {
                 ok = fail(&c, "not a memledger snapshot (first line must be '%s<TAB>%d')",
                           ML_FORMAT_MAGIC, ML_FORMAT_VERSION);
-            } else if (!num_u64(f[1], &v, 10) || v != ML_FORMAT_VERSION) {
-                ok = fail(&c, "snapshot format version '%s' is not supported (this memledger reads %d)",
+            } else if (!num_u64(f[1], &v, 10) || v < 1 || v > ML_FORMAT_VERSION) {
+                ok = fail(&c, "snapshot format version '%s' is not supported (this memledger reads 1 to %d)",
                           f[1], ML_FORMAT_VERSION);
             } else {
                 s->version = (int)v;
@@ -435,18 +614,25 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
             ok = phase <= 1 ? parse_module(&c, s, &cap, f, n) : fail(&c, "module record after frames");
             phase = 1;
         } else if (strcmp(f[0], "frame") == 0) {
-            ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after stacks");
+            ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after nodes or stacks");
             phase = 2;
+        } else if (strcmp(f[0], "node") == 0 && s->version >= 2) {
+            ok = phase <= 3 ? parse_node(&c, s, &cap, f, n) : fail(&c, "node record after stacks");
+            phase = 3;
         } else if (strcmp(f[0], "stack") == 0) {
             ok = parse_stack(&c, s, &cap, f, n);
-            phase = 3;
+            phase = 4;
         } else if (strcmp(f[0], "end") == 0) {
-            uint64_t ns, nf;
-            if (n != 3 || !num_u64(f[1], &ns, 10) || !num_u64(f[2], &nf, 10))
+            uint64_t ns, nf, nn = 0;
+            bool v2 = s->version >= 2;
+            if (n != (v2 ? 4u : 3u) || !num_u64(f[1], &ns, 10) || !num_u64(f[2], &nf, 10) ||
+                (v2 && !num_u64(f[3], &nn, 10)))
                 ok = fail(&c, "bad end record");
-            else if (ns != s->nstacks || nf != s->nframes)
-                ok = fail(&c, "end record says %llu stacks and %llu frames, but %zu and %zu were read",
-                          (unsigned long long)ns, (unsigned long long)nf, s->nstacks, s->nframes);
+            else if (ns != s->nstacks || nf != s->nframes || nn != cap.nnodes)
+                ok = fail(&c, "end record says %llu stacks, %llu frames and %llu nodes, but %zu, %zu and %zu "
+                              "were read",
+                          (unsigned long long)ns, (unsigned long long)nf, (unsigned long long)nn, s->nstacks,
+                          s->nframes, cap.nnodes);
             ended = true;
         } else if (phase == 0) {
             bool key_ok = f[0][0] != '\0';
@@ -459,6 +645,11 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
         }
         free(rest_copy);
     }
+    if (ok && gz && (gz->cut || gz->trailing)) {
+        c.line++;
+        ok = fail(&c, gz->cut ? "the compressed data ends early (a truncated file)"
+                              : "data after the compressed stream");
+    }
     if (ok && c.line == 0) {
         c.line = 1;
         ok = fail(&c, "empty file");
@@ -469,6 +660,9 @@ ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t er
     }
     free(line);
     free(f);
+    free(cap.parent);
+    free(cap.frame);
+    free(cap.depth);
     if (!ok) {
         ml_snapshot_free(s);
         return NULL;

@@ -1,5 +1,8 @@
 /* snapshot_read.h — loading a snapshot file into memory, for the CLI.
- * Owns: parsing and validating the format of format.h / docs/format.md.
+ * Owns: parsing and validating the format of format.h / docs/format.md:
+ * version 2 (gzip-compressed, stacks as paths in a tree of nodes) and
+ * version 1 (plain text, each stack its list of frames). Either way a
+ * loaded stack is its list of frames, innermost first.
  * Must never crash or trust the file: a malformed, truncated or hostile
  * snapshot is an error naming the file and line, nothing else. */
 #ifndef ML_SNAPSHOT_READ_H
@@ -52,6 +55,7 @@ typedef struct {
     char *trigger;
     uint64_t rss, peak_rss, sample_bytes;
     uint64_t stacks_used, stacks_capacity, stacks_overflowed;
+    uint64_t stacks_degraded; /* version 2's store line: stacks kept smaller */
     int64_t domain_live_bytes[ML_DOM_COUNT], domain_live_count[ML_DOM_COUNT];
     int64_t domain_total_bytes[ML_DOM_COUNT], domain_total_count[ML_DOM_COUNT];
     ml_rheader_t *headers; /* every header line, known or not */

@@ -18,7 +18,7 @@ typedef struct {
     int signal;                /* MEMLEDGER_SIGNAL, default SIGUSR2, 0 = none */
     uint64_t sample_bytes;     /* MEMLEDGER_SAMPLE_BYTES, 0 = every allocation */
     unsigned depth;            /* MEMLEDGER_DEPTH, native frames per stack */
-    uint32_t stacks;           /* MEMLEDGER_STACKS, capacity of the stack table */
+    uint32_t stacks;           /* MEMLEDGER_STACKS, the stack store's ceiling */
     bool at_exit;              /* MEMLEDGER_AT_EXIT */
     uint64_t interval_ms;      /* MEMLEDGER_INTERVAL, 0 = off */
     enum ml_unwind_kind unwind;/* MEMLEDGER_UNWIND */
@@ -27,11 +27,13 @@ typedef struct {
     enum ml_cuda_mode cuda;    /* MEMLEDGER_CUDA */
 } ml_config_t;
 
-#define ML_DEFAULT_DEPTH 64
+#define ML_DEFAULT_DEPTH 256 /* native frames: whole stacks, so stacks of one path share their outer frames in the store */
 #define ML_MAX_DEPTH 256
-#define ML_DEFAULT_STACKS (1u << 18)
+/* The stack store's ceiling: stacks held at once (live, or seen since the
+ * store last collected). Memory follows what is held, not the ceiling. */
+#define ML_DEFAULT_STACKS (1u << 22)
 #define ML_MIN_STACKS 1024u
-#define ML_MAX_STACKS 16000000u /* ids are 24 bits in the stack table */
+#define ML_MAX_STACKS 16000000u /* ids are 24 bits in the address table */
 
 extern ml_config_t ml_config;
 

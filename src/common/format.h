@@ -6,7 +6,7 @@
 #define ML_FORMAT_H
 
 #define ML_FORMAT_MAGIC   "memledger-snapshot"
-#define ML_FORMAT_VERSION 1
+#define ML_FORMAT_VERSION 2
 #define ML_SNAPSHOT_EXT   "snap"
 
 /* Allocation domains. The names are the snapshot's and --domain's; a name

@@ -140,11 +140,31 @@ void ml_out_init(ml_out_t *o, int fd)
     o->fd = fd;
     o->failed = false;
     o->err = 0;
+    o->sink = NULL;
+    o->sink_ctx = NULL;
+    o->bytes = 0;
     o->len = 0;
+}
+
+void ml_out_init_sink(ml_out_t *o, ml_out_sink_fn sink, void *ctx)
+{
+    ml_out_init(o, -1);
+    o->sink = sink;
+    o->sink_ctx = ctx;
 }
 
 static void out_drain(ml_out_t *o)
 {
+    o->bytes += o->len;
+    if (o->sink) {
+        int err = o->failed || !o->len ? 0 : o->sink(o->sink_ctx, o->buf, o->len);
+        if (err) {
+            o->failed = true;
+            o->err = err;
+        }
+        o->len = 0;
+        return;
+    }
     size_t off = 0;
     while (off < o->len && !o->failed) {
         ssize_t w = write(o->fd, o->buf + off, o->len - off);

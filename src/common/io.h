@@ -19,16 +19,26 @@ size_t ml_fmt(char *buf, size_t cap, const char *fmt, ...)
 /* Prints "memledger: <message>\n" on stderr in one write(2). */
 void ml_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* A buffered writer to an fd. Errors are sticky: check `failed` at the end. */
-typedef struct {
+/* A buffered writer to an fd, or to a sink of the caller's (the snapshot
+ * writer compresses through one). Errors are sticky: check `failed` at the
+ * end. */
+typedef struct ml_out ml_out_t;
+/* Takes n bytes; returns 0, or an errno value (the writer then fails). */
+typedef int (*ml_out_sink_fn)(void *ctx, const char *p, size_t n);
+struct ml_out {
     int fd;
     bool failed;
     int err;          /* errno of the first failure */
+    ml_out_sink_fn sink;
+    void *sink_ctx;
+    uint64_t bytes;   /* handed to the fd or the sink so far */
     size_t len;
     char buf[1 << 16];
-} ml_out_t;
+};
 
 void ml_out_init(ml_out_t *o, int fd);
+/* Writes through sink(ctx, ...) instead of an fd. */
+void ml_out_init_sink(ml_out_t *o, ml_out_sink_fn sink, void *ctx);
 void ml_out_bytes(ml_out_t *o, const char *s, size_t n);
 void ml_out_str(ml_out_t *o, const char *s);
 void ml_out_char(ml_out_t *o, char c);

@@ -1,81 +1,135 @@
-/* ledger.c — the lock-free stack table (see ledger.h).
+/* ledger.c — the stacks and their counters (see ledger.h).
  *
- * How it works. A stack is hashed while it is captured. The table is an
- * open-addressing array of 64-bit slots, twice the stack capacity, probed
- * linearly from hash & mask; a slot holds 40 more bits of the hash (the tag)
- * and a 24-bit stack id, 0 while the entry is being made. Interning a stack:
- *   1. walk the probe sequence;
- *   2. a slot whose tag matches and whose id is published is compared word
- *      by word against the stored frames; equal means found;
- *   3. an empty slot is claimed with one CAS (tag, id 0), a dense id is
- *      taken from a counter, the frames are copied into an append-only word
- *      store, the stack's info is written, and the slot is completed with a
- *      release store. Nothing is ever removed, so a published slot never
- *      changes. Eight-byte slots keep the table — the one part touched at
- *      random — at 16 bytes per stack of capacity.
- * A slot that is claimed but not yet published is skipped, not waited for:
- * waiting could spin forever on a thread that died in fork() (the child
- * inherits the half-made slot). Skipping may create a second entry for the
- * same stack; the snapshot reader sums entries with equal frames, so the
- * counts stay exact.
+ * A stack is a leaf of the current call tree (stacktree.h): its innermost
+ * frame's node, reached from the root through its frames, outermost
+ * first. The stack id is dense and separate from the node id, because
+ * counters are kept per stack and most nodes are not the innermost frame
+ * of anything; the leaf node holds the id of its stack in its `stack`
+ * field. A second domain at the same leaf (rare: one call site allocating
+ * from two domains) hangs below the leaf as a mark node carrying it.
  *
- * Counters live apart from the slots, indexed by the dense id, one array per
- * shard; each thread adds only to its own shard. Dense ids keep the touched
- * memory proportional to the stacks seen, not to the table's capacity.
+ * A first sighting is cheap. Each thread remembers the raw words of the
+ * last stack it interned and the node of each (the path memo). A new
+ * stack almost always shares a long outer part with the one before it
+ * (the same request handler, the same import, one level deeper), so it is
+ * compared against the memo from the outermost frame on, word against
+ * word, and only the frames past the first difference are encoded and
+ * looked up in the tree: a first sighting costs its new frames, not its
+ * depth. Raw words mean the same frame only while no code is unloaded
+ * (modules.h's ml_code_epoch), and node ids only within their tree: the
+ * memo is dropped when either moves.
  *
- * Invariants: ids < ML_STACK_FIRST are overflow entries and never sit in a
- * slot (a stack that did not fit sits there as overflow_mark()); an id's info and words are immutable once `ready` is set; a slot of
- * 0 is empty. */
+ * Collecting. Finding a leak needs the stacks that hold memory now and
+ * how they change, not every stack the process ever allocated from:
+ * `import torch` alone sees over a million, almost all holding nothing a
+ * moment later. So when the tree has doubled since the last collection,
+ * the dumper thread (ml_ledger_collect) copies into a new tree the paths
+ * of the stacks that hold memory, publishes it, and waits until no thread
+ * can still hold an id or a node of the old one (quiesce.h). Then the
+ * stacks made in the old tree meanwhile follow if they hold memory, the
+ * ids of the others are free for new stacks (their totals go to their
+ * domain's retired totals, so the domain lines stay exact), and the old
+ * tree is unmapped. Live stacks keep their ids: the address table refers
+ * to them. A stack that dies and comes back is a first sighting again;
+ * collections are rare (the tree must double), so that is cheap.
+ *
+ * Past the ceiling (MEMLEDGER_STACKS stacks, 16 nodes per stack) a stack
+ * is kept smaller — its Python frames and its innermost native frames,
+ * below a mark that says frames were left out — in a reserve kept for
+ * that; past the reserve it is counted in its domain's overflow entry.
+ * Both are counted and the snapshot says so.
+ *
+ * Counters live apart from the tree, indexed by stack id, one array per
+ * shard, each mapped chunk by chunk as ids reach it; each thread adds only
+ * to its own shard. */
 #include "core/ledger.h"
 #include "common/config.h"
 #include "common/io.h"
+#include "core/modules.h"
+#include "core/quiesce.h"
+#include "core/stacktree.h"
 #include "core/sysmem.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef _Atomic uint64_t slot_t; /* tag << 24 | id */
-#define ID_BITS 24
-#define ID_MASK ((1u << ID_BITS) - 1)
-
-static inline uint64_t tag_of(uint64_t hash)
-{
-    uint64_t t = hash >> ID_BITS;
-    return t ? t : 1;
-}
-
 typedef struct {
-    uint32_t words_off;
-    uint16_t n;
+    uint32_t leaf;
     uint8_t domain;
-    _Atomic uint8_t ready;
-    uint32_t modgen;
-    uint32_t pad;
+    _Atomic uint8_t state; /* 0: free (never made, or collected), 1: a stack */
+    uint16_t gen;          /* low bits of the tree its leaf is in */
 } info_t;
 
-#define MAX_PROBE 128
-#define AVG_WORDS 48 /* word store sized for this many words per stack */
+#define CHUNK ((uint32_t)1 << ML_COUNT_CHUNK_LOG2)
+#define KEEP_NATIVE 8 /* native frames a degraded stack keeps, innermost first */
+#define MEMO_MAX 240
+#define COLLECT_FLOOR (1u << 20) /* nodes: below this a tree is never collected */
 
-ml_counts_t *ml_counts[ML_SHARDS];
+/* The path memo: the last stack this thread interned, outermost first. */
+typedef struct {
+    uint32_t gen, code_epoch, n;
+    uint64_t raw[MEMO_MAX];
+    uint32_t node[MEMO_MAX];
+} memo_t;
+
+ml_counts_t *_Atomic *ml_counts[ML_SHARDS];
 
 /* shard ownership: bit i set while a thread owns shard i */
 static _Atomic uint32_t owned;
-/* shards ever used (the highest + 1): the writer reads no further, so it
- * never maps pages of shards no thread touched */
+/* shards ever used (the highest + 1): the writer reads no further */
 static _Atomic uint32_t shards_used = ML_SHARDS;
 static _Atomic bool shared_used = true; /* the shared shard ever written */
-static pthread_key_t release_key;
-static bool release_key_ok;
 
-static void release_shard(void *arg)
+static _Atomic(ml_tree_t *) current;
+static uint32_t tree_gen = 1;
+static uint32_t node_capacity;
+/* Stack records, mapped 65,536 at a time as ids reach them. */
+#define INFO_CHUNK_LOG2 16
+#define INFO_CHUNKS ((ML_MAX_STACKS + ML_DOM_COUNT) / (1u << INFO_CHUNK_LOG2) + 1)
+static info_t *_Atomic info_chunks[INFO_CHUNKS];
+#define INFO(id) (&atomic_load_explicit(&info_chunks[(id) >> INFO_CHUNK_LOG2], memory_order_acquire)[(id) & ((1u << INFO_CHUNK_LOG2) - 1)])
+static uint32_t capacity; /* stacks, overflow entries included */
+static uint32_t nchunks;
+static _Atomic uint32_t next_id;
+/* ids given back by collections, handed out again before next_id moves
+ * (under ids_lock; grown by the collector) */
+static uint32_t *free_ids;
+static _Atomic uint32_t nfree;
+static uint32_t free_cap;
+static _Atomic int ids_lock;
+static _Atomic uint64_t degraded, overflowed, counts_dropped, collections, collected;
+static _Atomic uint64_t retired_bytes[ML_DOM_COUNT], retired_count[ML_DOM_COUNT];
+static _Atomic uint32_t collect_at = COLLECT_FLOOR;
+static _Atomic bool collect_asked; /* the waker was called since the last collection */
+static _Atomic uint64_t holds;      /* records forgotten that may be put back */
+static void (*_Atomic waker)(void);
+static uint64_t (*_Atomic py_encoder)(uint64_t raw);
+static pthread_mutex_t collect_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void spin_lock(_Atomic int *l)
 {
-    (void)arg;
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+        while (atomic_load_explicit(l, memory_order_relaxed))
+            __builtin_ia32_pause();
+}
+
+static void spin_unlock(_Atomic int *l) { atomic_store_explicit(l, 0, memory_order_release); }
+
+/* ---- per thread: the shard and the memo ---- */
+
+void ml_ledger_thread_exit(void)
+{
     uint32_t s = ml_self.shard;
     /* counts made after this (later destructors) go to the shared shard */
     atomic_store_explicit(&shared_used, true, memory_order_release);
     ml_self.shard = ML_SHARD_SHARED + 1;
     if (s && s - 1 != ML_SHARD_SHARED)
         atomic_fetch_and_explicit(&owned, ~(1u << (s - 1)), memory_order_release);
+    void *m = ml_self.path_memo;
+    ml_self.path_memo = NULL;
+    ml_self.memo_state = 2; /* never again on this thread: it is going */
+    ml_sysmem_unmap(m, sizeof(memo_t));
 }
 
 void ml_ledger_claim_shard(void)
@@ -83,7 +137,7 @@ void ml_ledger_claim_shard(void)
     uint32_t cur = atomic_load_explicit(&owned, memory_order_relaxed);
     for (;;) {
         uint32_t free_bits = ~cur & ((1u << ML_SHARD_SHARED) - 1);
-        if (!free_bits || !release_key_ok) {
+        if (!free_bits || !ml_thread_exit_call_possible()) {
             atomic_store_explicit(&shared_used, true, memory_order_release);
             ml_self.shard = ML_SHARD_SHARED + 1;
             return;
@@ -97,176 +151,542 @@ void ml_ledger_claim_shard(void)
                                                                             memory_order_release,
                                                                             memory_order_relaxed))
                 ;
-            /* any non-NULL value: the destructor runs at thread exit */
-            pthread_setspecific(release_key, (void *)1);
+            ml_thread_want_exit_call();
             return;
         }
     }
+}
+
+static memo_t *memo(void)
+{
+    if (ML_LIKELY(ml_self.path_memo != NULL))
+        return ml_self.path_memo;
+    if (ml_self.memo_state)
+        return NULL; /* could not be mapped, or the thread is exiting */
+    ml_self.memo_state = 1;
+    memo_t *m = ml_sysmem_map(sizeof(memo_t));
+    if (!m) {
+        ml_self.memo_state = 2;
+        return NULL;
+    }
+    ml_self.path_memo = m;
+    ml_thread_want_exit_call();
+    return m;
 }
 
 void ml_ledger_after_fork_child(void)
 {
     uint32_t s = ml_self.shard;
     atomic_store_explicit(&owned, s && s - 1 != ML_SHARD_SHARED ? 1u << (s - 1) : 0, memory_order_relaxed);
+    ml_tree_t *t = atomic_load_explicit(&current, memory_order_relaxed);
+    if (t)
+        atomic_store_explicit(&t->lock, 0, memory_order_relaxed);
+    atomic_store_explicit(&ids_lock, 0, memory_order_relaxed);
+    pthread_mutex_init(&collect_lock, NULL);
 }
 
-static slot_t *slots;
-static uint64_t slot_mask;
-static info_t *infos;
-static uint32_t capacity;
-static _Atomic uint32_t next_id;
-static uint64_t *words_store;
-static uint64_t words_cap;
-static _Atomic uint64_t words_used;
-static _Atomic uint64_t overflowed;
-static uint32_t (*generation_fn)(void);
-
-void ml_ledger_set_generation_fn(uint32_t (*fn)(void)) { generation_fn = fn; }
-
-bool ml_ledger_init(uint32_t cap)
+void ml_ledger_before_fork(void)
 {
-    uint64_t nslots = 1;
-    while (nslots < (uint64_t)cap * 2)
-        nslots <<= 1;
-    capacity = cap + ML_STACK_FIRST;
-    words_cap = (uint64_t)cap * AVG_WORDS;
-    slots = ml_sysmem_map(nslots * sizeof(slot_t));
-    infos = ml_sysmem_map((size_t)capacity * sizeof(info_t));
-    words_store = ml_sysmem_map(words_cap * sizeof(uint64_t));
-    bool ok = slots && infos && words_store;
+    /* a collection is never half done in a child */
+    pthread_mutex_lock(&collect_lock);
+    ml_tree_lock(atomic_load_explicit(&current, memory_order_relaxed));
+    spin_lock(&ids_lock);
+}
+
+void ml_ledger_after_fork_parent(void)
+{
+    spin_unlock(&ids_lock);
+    ml_tree_unlock(atomic_load_explicit(&current, memory_order_relaxed));
+    pthread_mutex_unlock(&collect_lock);
+}
+
+/* ---- setting up ---- */
+
+/* Maps the records of the chunk of id (ids_lock held, or at start). */
+static bool have_info_chunk(uint32_t id)
+{
+    uint32_t c = id >> INFO_CHUNK_LOG2;
+    if (atomic_load_explicit(&info_chunks[c], memory_order_relaxed))
+        return true;
+    info_t *p = ml_sysmem_map(sizeof(info_t) << INFO_CHUNK_LOG2);
+    if (!p)
+        return false;
+    atomic_store_explicit(&info_chunks[c], p, memory_order_release);
+    return true;
+}
+
+/* Room for one more free id (ids_lock held): the collector's side. */
+static bool free_room(void)
+{
+    if (nfree < free_cap)
+        return true;
+    uint32_t cap = free_cap ? free_cap * 2 : 4096;
+    uint32_t *p = ml_sysmem_map((size_t)cap * sizeof *p);
+    if (!p)
+        return false;
+    if (free_ids)
+        memcpy(p, free_ids, (size_t)nfree * sizeof *p);
+    ml_sysmem_unmap(free_ids, (size_t)free_cap * sizeof *p);
+    free_ids = p;
+    free_cap = cap;
+    return true;
+}
+
+bool ml_ledger_init(uint32_t max_stacks)
+{
+    capacity = max_stacks + ML_STACK_FIRST;
+    nchunks = (capacity + CHUNK - 1) / CHUNK;
+    uint64_t nodes = (uint64_t)max_stacks * 16;
+    node_capacity = nodes > ML_NODE_MAX ? ML_NODE_MAX : (uint32_t)nodes;
+    ml_tree_t *t = have_info_chunk(0) ? ml_tree_new(node_capacity, tree_gen) : NULL;
+    bool ok = t && ml_quiesce_init();
     for (int s = 0; s < ML_SHARDS && ok; s++) {
-        ml_counts[s] = ml_sysmem_map((size_t)capacity * sizeof(ml_counts_t));
+        ml_counts[s] = ml_sysmem_map((size_t)nchunks * sizeof *ml_counts[s]);
         ok = ml_counts[s] != NULL;
     }
     if (!ok) { /* give the address space back: the program runs on without us */
-        ml_sysmem_unmap(slots, nslots * sizeof(slot_t));
-        ml_sysmem_unmap(infos, (size_t)capacity * sizeof(info_t));
-        ml_sysmem_unmap(words_store, words_cap * sizeof(uint64_t));
+        ml_tree_free(t);
+        ml_sysmem_unmap(atomic_load(&info_chunks[0]), sizeof(info_t) << INFO_CHUNK_LOG2);
+        atomic_store(&info_chunks[0], NULL);
         for (int s = 0; s < ML_SHARDS; s++) {
-            ml_sysmem_unmap(ml_counts[s], (size_t)capacity * sizeof(ml_counts_t));
+            ml_sysmem_unmap(ml_counts[s], (size_t)nchunks * sizeof *ml_counts[s]);
             ml_counts[s] = NULL;
         }
-        slots = NULL;
-        infos = NULL;
-        words_store = NULL;
         return false;
     }
-    release_key_ok = pthread_key_create(&release_key, release_shard) == 0;
-    /* with the key, threads own shards from 0 up; without it all share the last */
-    atomic_store_explicit(&shards_used, release_key_ok ? 0 : ML_SHARDS, memory_order_relaxed);
-    atomic_store_explicit(&shared_used, !release_key_ok, memory_order_relaxed);
-    slot_mask = nslots - 1;
+    ml_thread_init();
+    /* with the exit call, threads own shards from 0 up; without it all share the last */
+    bool per_thread = ml_thread_exit_call_possible();
+    atomic_store_explicit(&shards_used, per_thread ? 0 : ML_SHARDS, memory_order_relaxed);
+    atomic_store_explicit(&shared_used, !per_thread, memory_order_relaxed);
     for (uint32_t d = 0; d < ML_STACK_FIRST; d++) {
-        infos[d].domain = (uint8_t)d;
-        atomic_store_explicit(&infos[d].ready, 1, memory_order_release);
+        INFO(d)->leaf = ML_NODE_ROOT;
+        INFO(d)->domain = (uint8_t)d;
+        atomic_store_explicit(&INFO(d)->state, 1, memory_order_release);
     }
-    atomic_store_explicit(&next_id, ML_STACK_FIRST, memory_order_relaxed);
+    atomic_store_explicit(&next_id, ML_STACK_FIRST, memory_order_release);
+    atomic_store_explicit(&current, t, memory_order_release);
     return true;
 }
 
-uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n)
-{
-    uint64_t h = ml_hash_begin();
-    for (unsigned i = 0; i < n; i++)
-        h = ml_hash_word(h, words[i]);
-    return ml_hash_end(h, domain, n);
-}
+void ml_ledger_set_collect_waker(void (*fn)(void)) { atomic_store_explicit(&waker, fn, memory_order_release); }
 
-static bool same(uint32_t id, unsigned domain, const uint64_t *words, unsigned n)
+ml_counts_t *ml_ledger_counts_slow(uint32_t id)
 {
-    const info_t *in = &infos[id];
-    return in->n == n && in->domain == domain &&
-           (n == 0 || memcmp(&words_store[in->words_off], words, n * sizeof(uint64_t)) == 0);
-}
-
-/* The id a slot holds for a stack that came after the table was full:
- * the top ids, which no stack reaches (ML_MAX_STACKS is below them). A tag
- * that matches is taken as the same stack without comparing frames: any
- * stack not in the table is an overflow anyway. */
-static inline uint32_t overflow_mark(unsigned domain) { return ID_MASK - domain; }
-_Static_assert(ML_MAX_STACKS <= ID_MASK - ML_DOM_COUNT, "stack ids would reach the overflow marks");
-static _Atomic bool told_full;
-
-static uint32_t fill(slot_t *s, uint64_t tag, unsigned domain, const uint64_t *words, unsigned n)
-{
-    uint32_t id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
-    uint64_t off = atomic_fetch_add_explicit(&words_used, n, memory_order_relaxed);
-    if (id >= capacity || off + n > words_cap || off > UINT32_MAX) {
-        /* The slot keeps the hash and says "overflow": the next allocation
-         * at this stack finds it there instead of claiming one more slot,
-         * which would fill the slots too and make every later lookup probe
-         * to the limit. */
-        atomic_store_explicit(s, (tag << ID_BITS) | overflow_mark(domain), memory_order_release);
-        atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
-        if (!atomic_exchange_explicit(&told_full, true, memory_order_relaxed))
-            ml_warn("the stack table is full (MEMLEDGER_STACKS=%u): allocations at stacks not seen before "
-                    "are counted from now on without their stack; raise MEMLEDGER_STACKS "
-                    "or sample (MEMLEDGER_SAMPLE_BYTES, see docs/config.md)",
-                    (unsigned)(capacity - ML_STACK_FIRST));
-        return ML_STACK_OVERFLOW(domain);
+    uint32_t c = id >> ML_COUNT_CHUNK_LOG2;
+    if (c >= nchunks) {
+        atomic_fetch_add_explicit(&counts_dropped, 1, memory_order_relaxed);
+        return NULL;
     }
-    if (n)
-        memcpy(&words_store[off], words, n * sizeof(uint64_t));
-    info_t *in = &infos[id];
-    in->words_off = (uint32_t)off;
-    in->n = (uint16_t)n;
-    in->domain = (uint8_t)domain;
-    in->modgen = generation_fn ? generation_fn() : 0;
-    atomic_store_explicit(&in->ready, 1, memory_order_release);
-    atomic_store_explicit(s, (tag << ID_BITS) | id, memory_order_release);
+    ml_counts_t *_Atomic *slot = &ml_counts[ml_self.shard - 1][c];
+    ml_counts_t *chunk = ml_sysmem_map(CHUNK * sizeof(ml_counts_t)), *expect = NULL;
+    if (!chunk) {
+        atomic_fetch_add_explicit(&counts_dropped, 1, memory_order_relaxed);
+        return NULL;
+    }
+    /* the shared shard's threads may race for a chunk: one mapping wins */
+    if (!atomic_compare_exchange_strong_explicit(slot, &expect, chunk, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        ml_sysmem_unmap(chunk, CHUNK * sizeof(ml_counts_t));
+        chunk = expect;
+    }
+    return &chunk[id & (CHUNK - 1)];
+}
+
+/* ---- frame words ---- */
+
+void ml_ledger_set_python_encoder(uint64_t (*fn)(uint64_t raw))
+{
+    atomic_store_explicit(&py_encoder, fn, memory_order_release);
+}
+
+uint64_t ml_ledger_encode(uint64_t raw)
+{
+    if (raw & ML_WORD_PY) {
+        uint64_t (*fn)(uint64_t) = atomic_load_explicit(&py_encoder, memory_order_acquire);
+        return fn ? fn(raw) : raw;
+    }
+    uint32_t index;
+    uintptr_t offset;
+    if (ML_LIKELY(ml_modules_locate((uintptr_t)raw, &index, &offset)) && index + 1 < (1u << 22) &&
+        offset <= ML_WORD_OFFSET_MASK)
+        return (uint64_t)(index + 1) << ML_WORD_MODULE_SHIFT | offset;
+    return ML_WORD_ABS | (raw & ~(3ull << 62));
+}
+
+/* ---- stacks ---- */
+
+/* The stack of (leaf, domain) in t, or 0 when it has none yet. Lock-free. */
+static uint32_t stack_find(ml_tree_t *t, uint32_t leaf, unsigned domain)
+{
+    uint32_t s = atomic_load_explicit(&ml_tree_node(t, leaf)->stack, memory_order_acquire);
+    if (!s || INFO(s)->domain == domain)
+        return s;
+    uint32_t h = ml_tree_find(t, leaf, ML_MARK_DOMAIN(domain));
+    return h == ML_NODE_NONE ? 0 : atomic_load_explicit(&ml_tree_node(t, h)->stack, memory_order_acquire);
+}
+
+/* Makes id free for a new stack (an id that finds no room to be kept is
+ * lost: it only makes the ceiling one lower). */
+static void give_back(uint32_t id)
+{
+    spin_lock(&ids_lock);
+    if (free_room())
+        free_ids[nfree++] = id;
+    spin_unlock(&ids_lock);
+}
+
+/* A fresh stack id, or 0 past the ceiling (less its reserve unless
+ * use_reserve). */
+static uint32_t new_id(bool use_reserve)
+{
+    uint32_t id = 0;
+    spin_lock(&ids_lock);
+    if (nfree) {
+        id = free_ids[--nfree];
+    } else {
+        uint32_t n = atomic_load_explicit(&next_id, memory_order_relaxed);
+        uint32_t limit = use_reserve ? capacity : capacity - (capacity - ML_STACK_FIRST) / 16;
+        if (n < limit && have_info_chunk(n)) {
+            id = n;
+            atomic_store_explicit(&next_id, n + 1, memory_order_release);
+        }
+    }
+    spin_unlock(&ids_lock);
     return id;
 }
 
-uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, uint64_t hash)
+/* Hangs stack `id` of `domain` on leaf (t's lock held): on the leaf
+ * itself, or on its domain's mark below it when the leaf carries another
+ * domain's stack. False when there is no room, or when the place holds a
+ * stack already (*had gets it then). */
+static bool attach(ml_tree_t *t, uint32_t leaf, unsigned domain, uint32_t id, bool use_reserve, uint32_t *had)
 {
-    if (ML_UNLIKELY(n > UINT16_MAX))
-        n = UINT16_MAX;
-    const uint64_t tag = tag_of(hash);
-    uint64_t i = hash & slot_mask;
-    for (unsigned probe = 0; probe < MAX_PROBE; probe++, i = (i + 1) & slot_mask) {
-        slot_t *s = &slots[i];
-        uint64_t v = atomic_load_explicit(s, memory_order_acquire);
-        if (v == 0) {
-            if (atomic_compare_exchange_strong_explicit(s, &v, tag << ID_BITS, memory_order_acq_rel,
-                                                        memory_order_acquire))
-                return fill(s, tag, domain, words, n);
-            /* lost the race: v is what the winner put there */
-        }
-        if ((v >> ID_BITS) != tag)
-            continue;
-        uint32_t id = (uint32_t)(v & ID_MASK);
-        if (id > ID_MASK - ML_DOM_COUNT) { /* a stack that did not fit */
-            if (id == overflow_mark(domain)) {
-                atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
-                return ML_STACK_OVERFLOW(domain);
-            }
-            continue;
-        }
-        if (id && same(id, domain, words, n))
-            return id;
+    uint32_t holder = leaf;
+    uint32_t s = atomic_load_explicit(&ml_tree_node(t, leaf)->stack, memory_order_acquire);
+    if (s && INFO(s)->domain != domain) {
+        holder = ml_tree_add_locked(t, leaf, ML_MARK_DOMAIN(domain), use_reserve);
+        if (holder == ML_NODE_NONE)
+            return false;
+        s = atomic_load_explicit(&ml_tree_node(t, holder)->stack, memory_order_acquire);
     }
-    atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed);
+    if (s) {
+        *had = s;
+        return false;
+    }
+    atomic_store_explicit(&ml_tree_node(t, holder)->stack, id, memory_order_release);
+    return true;
+}
+
+/* The stack of (leaf, domain) in t, made if new (t's lock held); 0 when
+ * there is no room. */
+static uint32_t stack_make_locked(ml_tree_t *t, uint32_t leaf, unsigned domain, bool use_reserve, bool *made)
+{
+    uint32_t s = stack_find(t, leaf, domain);
+    if (s)
+        return s;
+    uint32_t id = new_id(use_reserve);
+    if (!id)
+        return 0;
+    INFO(id)->leaf = leaf;
+    INFO(id)->domain = (uint8_t)domain;
+    INFO(id)->gen = (uint16_t)t->gen;
+    atomic_store_explicit(&INFO(id)->state, 1, memory_order_release);
+    uint32_t had = 0;
+    if (!attach(t, leaf, domain, id, use_reserve, &had)) {
+        /* no room for the domain's mark: give the id back */
+        atomic_store_explicit(&INFO(id)->state, 0, memory_order_release);
+        give_back(id);
+        return had;
+    }
+    *made = true;
+    return id;
+}
+
+/* True when the stacks are near their ceiling: a collection may give some
+ * back before new stacks must be kept smaller. */
+static bool crowded(void)
+{
+    return atomic_load_explicit(&next_id, memory_order_relaxed) >= capacity - capacity / 4 && !nfree;
+}
+
+/* Adds enc[0..n) (outermost first) below `node`; t's lock is taken here.
+ * Returns the stack, or 0 when it found no room. The memo, when given,
+ * learns each node from position k0 on. */
+static uint32_t add_rest(ml_tree_t *t, unsigned domain, uint32_t node, const uint64_t *enc, unsigned n,
+                         bool use_reserve, memo_t *m, const uint64_t *raw, unsigned nraw, unsigned k0, bool *made)
+{
+    unsigned k = 0;
+    uint32_t id = 0;
+    *made = false;
+    ml_tree_lock(t);
+    for (; k < n; k++) {
+        uint32_t c = ml_tree_add_locked(t, node, enc[k], use_reserve);
+        if (c == ML_NODE_NONE)
+            break;
+        node = c;
+        if (m && k0 + k < MEMO_MAX) {
+            m->raw[k0 + k] = raw[nraw - 1 - (k0 + k)];
+            m->node[k0 + k] = c;
+        }
+    }
+    if (k == n)
+        id = stack_make_locked(t, node, domain, use_reserve, made);
+    uint32_t count = ml_tree_count(t);
+    ml_tree_unlock(t);
+    if (m) {
+        unsigned valid = k0 + k;
+        m->n = valid < MEMO_MAX ? valid : MEMO_MAX;
+    }
+    if ((count >= atomic_load_explicit(&collect_at, memory_order_relaxed) || crowded()) &&
+        !atomic_exchange_explicit(&collect_asked, true, memory_order_relaxed)) {
+        void (*w)(void) = atomic_load_explicit(&waker, memory_order_acquire);
+        if (w)
+            w(); /* the dumper thread collects (ml_ledger_collect), once asked */
+    }
+    return id;
+}
+
+/* A stack that found no room, kept smaller (see the top). Off the common
+ * path, with its own frame: the hooks' stacks stay small. */
+static ML_NOINLINE uint32_t degrade(ml_tree_t *t, unsigned domain, const uint64_t *raw, unsigned n)
+{
+    uint64_t enc[ML_LEDGER_MAX_WORDS + 1], keep[ML_LEDGER_MAX_WORDS];
+    unsigned k = 0, natives = 0;
+    for (unsigned i = 0; i < n; i++) /* innermost first */
+        if ((raw[i] & ML_WORD_PY) || natives++ < KEEP_NATIVE)
+            keep[k++] = raw[i];
+    enc[0] = ML_MARK_ELIDED;
+    for (unsigned i = 0; i < k; i++)
+        enc[1 + i] = ml_ledger_encode(keep[k - 1 - i]);
+    bool made;
+    uint32_t id = add_rest(t, domain, ML_NODE_ROOT, enc, k + 1, true, NULL, NULL, 0, 0, &made);
+    if (id) {
+        if (made && !atomic_fetch_add_explicit(&degraded, 1, memory_order_relaxed))
+            ml_warn("the stack store is full (MEMLEDGER_STACKS=%u stacks at once): new stacks are kept with "
+                    "their Python frames and innermost native frames only; raise MEMLEDGER_STACKS "
+                    "(docs/config.md)",
+                    capacity - ML_STACK_FIRST);
+        return id;
+    }
+    if (!atomic_fetch_add_explicit(&overflowed, 1, memory_order_relaxed))
+        ml_warn("the stack store is full even for smaller stacks (MEMLEDGER_STACKS=%u): allocations at new "
+                "stacks are counted without their stack from now on",
+                capacity - ML_STACK_FIRST);
     return ML_STACK_OVERFLOW(domain);
 }
 
-uint32_t ml_ledger_ids(void)
+/* A first sighting: frames k.. (counted from the outermost) have no node
+ * below `node` yet; `first` is frame k's encoded word. The rest is encoded
+ * outside the lock (encoding may ask the loader about a module new to us)
+ * and added. */
+static ML_NOINLINE uint32_t first_sighting(ml_tree_t *t, unsigned domain, const uint64_t *raw, unsigned n,
+                                           unsigned k, uint32_t node, uint64_t first, memo_t *m)
 {
-    uint32_t n = atomic_load_explicit(&next_id, memory_order_acquire);
-    return n < capacity ? n : capacity;
+    uint64_t enc[ML_LEDGER_MAX_WORDS];
+    unsigned rest = n - k;
+    if (rest)
+        enc[0] = first;
+    for (unsigned j = 1; j < rest; j++)
+        enc[j] = ml_ledger_encode(raw[n - 1 - (k + j)]);
+    bool made;
+    uint32_t id = add_rest(t, domain, node, enc, rest, false, m, raw, n, k, &made);
+    return id ? id : degrade(t, domain, raw, n);
 }
+
+uint32_t ml_ledger_intern(unsigned domain, const uint64_t *raw, unsigned n)
+{
+    if (ML_UNLIKELY(n > ML_LEDGER_MAX_WORDS))
+        n = ML_LEDGER_MAX_WORDS; /* the innermost ones: where it was allocated */
+    ml_tree_t *t = atomic_load_explicit(&current, memory_order_acquire);
+    memo_t *m = memo();
+    uint32_t node = ML_NODE_ROOT;
+    unsigned k = 0;
+    if (m) {
+        uint32_t code_epoch = atomic_load_explicit(&ml_code_epoch, memory_order_acquire);
+        if (m->gen != t->gen || m->code_epoch != code_epoch) {
+            m->gen = t->gen;
+            m->code_epoch = code_epoch;
+            m->n = 0;
+        }
+        unsigned lim = n < m->n ? n : m->n;
+        for (; k < lim; k++) {
+            uint64_t r = raw[n - 1 - k];
+            if (m->raw[k] == r)
+                continue;
+            /* A Python frame of the same code at another instruction is
+             * still the same frame when that instruction is on the same
+             * line (consecutive allocations in one line). */
+            if (!(r & m->raw[k] & ML_WORD_PY) || (r ^ m->raw[k]) >> 32 ||
+                ml_ledger_encode(r) != ml_tree_node(t, m->node[k])->word)
+                break;
+            m->raw[k] = r;
+        }
+        if (k)
+            node = m->node[k - 1];
+    }
+    /* lock-free while every frame has its node already */
+    for (; k < n; k++) {
+        uint64_t w = ml_ledger_encode(raw[n - 1 - k]);
+        uint32_t c = ml_tree_find(t, node, w);
+        if (c == ML_NODE_NONE) {
+            if (m)
+                m->n = k < MEMO_MAX ? k : MEMO_MAX;
+            return first_sighting(t, domain, raw, n, k, node, w, m);
+        }
+        node = c;
+        if (m && k < MEMO_MAX) {
+            m->raw[k] = raw[n - 1 - k];
+            m->node[k] = c;
+        }
+    }
+    if (m)
+        m->n = n < MEMO_MAX ? n : MEMO_MAX;
+    uint32_t id = stack_find(t, node, domain);
+    return ML_LIKELY(id) ? id : first_sighting(t, domain, raw, n, n, node, 0, m);
+}
+
+/* ---- collecting (the dumper thread) ---- */
+
+void ml_ledger_hold(void) { atomic_fetch_add_explicit(&holds, 1, memory_order_seq_cst); }
+
+void ml_ledger_unhold(void) { atomic_fetch_sub_explicit(&holds, 1, memory_order_seq_cst); }
+
+/* Copies stack id's path from `from` into `to` (to's lock held) and hangs
+ * it there. Returns false when `to` has no room. */
+static bool migrate(ml_tree_t *from, ml_tree_t *to, uint32_t id, uint64_t *words)
+{
+    unsigned n = 0;
+    for (uint32_t x = INFO(id)->leaf; x != ML_NODE_ROOT && n < ML_LEDGER_MAX_WORDS + 1;
+         x = ml_tree_node(from, x)->parent)
+        words[n++] = ml_tree_node(from, x)->word;
+    uint32_t node = ML_NODE_ROOT;
+    while (n--) {
+        node = ml_tree_add_locked(to, node, words[n], true);
+        if (node == ML_NODE_NONE)
+            return false;
+    }
+    uint32_t had;
+    attach(to, node, INFO(id)->domain, id, true, &had); /* when taken, id is an orphan: still named, no longer found */
+    INFO(id)->leaf = node;
+    INFO(id)->gen = (uint16_t)to->gen;
+    return true;
+}
+
+/* Gives id back: its totals to its domain's retired totals, its counters
+ * to zero (nobody holds it any more: the caller waited for that). */
+static void retire(uint32_t id, const ml_totals_t *tt)
+{
+    unsigned d = INFO(id)->domain;
+    atomic_fetch_add_explicit(&retired_bytes[d], tt->total_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&retired_count[d], tt->total_count, memory_order_relaxed);
+    for (uint32_t s = 0; s < ML_SHARDS; s++) {
+        ml_counts_t *chunk = atomic_load_explicit(&ml_counts[s][id >> ML_COUNT_CHUNK_LOG2], memory_order_acquire);
+        if (!chunk)
+            continue;
+        ml_counts_t *c = &chunk[id & (CHUNK - 1)];
+        atomic_store_explicit(&c->alloc_bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->alloc_count, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->free_bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->free_count, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&INFO(id)->state, 0, memory_order_release);
+    give_back(id);
+}
+
+bool ml_ledger_collect(bool force)
+{
+    ml_tree_t *old = atomic_load_explicit(&current, memory_order_acquire);
+    if (!old || (!force && ml_tree_count(old) < atomic_load_explicit(&collect_at, memory_order_relaxed) &&
+                 !(crowded() && atomic_load_explicit(&collect_asked, memory_order_relaxed))))
+        return false;
+    pthread_mutex_lock(&collect_lock);
+    uint64_t *words = malloc((ML_LEDGER_MAX_WORDS + 1) * sizeof *words);
+    ml_tree_t *fresh = words ? ml_tree_new(node_capacity, tree_gen + 1) : NULL;
+    uint32_t n0 = ml_ledger_ids();
+    uint64_t *keep = calloc((size_t)n0 / 64 + 1, sizeof *keep);
+    if (!fresh || !keep) {
+        ml_tree_free(fresh);
+        free(words);
+        free(keep);
+        pthread_mutex_unlock(&collect_lock);
+        return false; /* no memory for it now: the old tree stays, and grows */
+    }
+    /* 1. what stays: what holds memory */
+    ml_tree_lock(fresh);
+    for (uint32_t id = ML_STACK_FIRST; id < n0; id++) {
+        if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire))
+            continue;
+        ml_totals_t tt;
+        ml_ledger_totals(id, &tt);
+        if ((tt.live_count || tt.live_bytes) && migrate(old, fresh, id, words))
+            keep[id / 64] |= 1ull << (id % 64);
+    }
+    ml_tree_unlock(fresh);
+    /* 2. the new tree is the one; wait until no thread holds the old */
+    tree_gen = fresh->gen;
+    atomic_store_explicit(&current, fresh, memory_order_release);
+    ml_quiesce_advance_and_wait();
+    /* 3. stacks made in the old tree meanwhile follow; the rest go */
+    uint32_t n1 = ml_ledger_ids();
+    uint64_t gone = 0;
+    ml_tree_lock(fresh);
+    for (uint32_t id = ML_STACK_FIRST; id < n1; id++) {
+        if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire))
+            continue;
+        ml_totals_t tt;
+        ml_ledger_totals(id, &tt);
+        bool kept = id < n0 && (keep[id / 64] >> (id % 64) & 1);
+        if (!kept && INFO(id)->gen != (uint16_t)fresh->gen) {
+            /* a hold read after the counts: a free counted there that may
+             * still be undone shows here (see ml_ledger_hold) */
+            bool wanted = tt.live_count || tt.live_bytes || atomic_load_explicit(&holds, memory_order_seq_cst);
+            if (!wanted || !migrate(old, fresh, id, words)) {
+                retire(id, &tt);
+                gone++;
+            }
+        }
+    }
+    uint32_t count = ml_tree_count(fresh);
+    ml_tree_unlock(fresh);
+    ml_tree_free(old);
+    uint32_t next = count * 2 > COLLECT_FLOOR ? count * 2 : COLLECT_FLOOR;
+    atomic_store_explicit(&collect_at, next, memory_order_relaxed);
+    atomic_store_explicit(&collect_asked, false, memory_order_relaxed);
+    atomic_fetch_add_explicit(&collections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&collected, gone, memory_order_relaxed);
+    free(words);
+    free(keep);
+    pthread_mutex_unlock(&collect_lock);
+    return false;
+}
+
+/* ---- read side ---- */
+
+uint32_t ml_ledger_ids(void) { return atomic_load_explicit(&next_id, memory_order_acquire); }
 
 bool ml_ledger_stack(uint32_t id, ml_stack_view_t *v)
 {
-    if (id >= capacity)
+    if (id >= ml_ledger_ids() || !atomic_load_explicit(&INFO(id)->state, memory_order_acquire))
         return false;
-    const info_t *in = &infos[id];
-    if (!atomic_load_explicit(&in->ready, memory_order_acquire))
-        return false;
-    v->domain = in->domain;
-    v->n = in->n;
-    v->words = &words_store[in->words_off];
-    v->modgen = in->modgen;
+    v->domain = INFO(id)->domain;
+    v->leaf = INFO(id)->leaf;
+    v->overflow = id < ML_STACK_FIRST;
     return true;
+}
+
+const ml_tree_t *ml_ledger_tree(void) { return atomic_load_explicit(&current, memory_order_acquire); }
+
+unsigned ml_ledger_stack_words(uint32_t id, uint64_t *out, unsigned max)
+{
+    ml_stack_view_t v;
+    if (!ml_ledger_stack(id, &v))
+        return 0;
+    const ml_tree_t *t = ml_ledger_tree();
+    unsigned n = 0;
+    for (uint32_t node = v.leaf; node != ML_NODE_ROOT && n < max; node = ml_tree_node(t, node)->parent)
+        out[n++] = ml_tree_node(t, node)->word;
+    return n;
 }
 
 void ml_ledger_totals(uint32_t id, ml_totals_t *t)
@@ -274,21 +694,24 @@ void ml_ledger_totals(uint32_t id, ml_totals_t *t)
     uint64_t fb = 0, fc = 0, ab = 0, ac = 0;
     /* only shards some thread wrote: reading the others would map pages */
     uint32_t n = atomic_load_explicit(&shards_used, memory_order_acquire);
-    uint32_t shard[ML_SHARDS], k = 0;
-    for (uint32_t s = 0; s < n && s < ML_SHARD_SHARED; s++)
-        shard[k++] = s;
-    if (atomic_load_explicit(&shared_used, memory_order_acquire))
-        shard[k++] = ML_SHARD_SHARED;
+    const ml_counts_t *cs[ML_SHARDS];
+    uint32_t k = 0;
+    for (uint32_t s = 0; s <= ML_SHARD_SHARED; s++) {
+        if (s < ML_SHARD_SHARED ? s >= n : !atomic_load_explicit(&shared_used, memory_order_acquire))
+            continue;
+        const ml_counts_t *chunk = atomic_load_explicit(&ml_counts[s][id >> ML_COUNT_CHUNK_LOG2],
+                                                        memory_order_acquire);
+        if (chunk)
+            cs[k++] = &chunk[id & (CHUNK - 1)];
+    }
     /* Frees first (acquire), then allocations: see ml_ledger_count_free. */
     for (uint32_t i = 0; i < k; i++) {
-        uint32_t s = shard[i];
-        fb += atomic_load_explicit(&ml_counts[s][id].free_bytes, memory_order_acquire);
-        fc += atomic_load_explicit(&ml_counts[s][id].free_count, memory_order_acquire);
+        fb += atomic_load_explicit(&cs[i]->free_bytes, memory_order_acquire);
+        fc += atomic_load_explicit(&cs[i]->free_count, memory_order_acquire);
     }
     for (uint32_t i = 0; i < k; i++) {
-        uint32_t s = shard[i];
-        ab += atomic_load_explicit(&ml_counts[s][id].alloc_bytes, memory_order_acquire);
-        ac += atomic_load_explicit(&ml_counts[s][id].alloc_count, memory_order_acquire);
+        ab += atomic_load_explicit(&cs[i]->alloc_bytes, memory_order_acquire);
+        ac += atomic_load_explicit(&cs[i]->alloc_count, memory_order_acquire);
     }
     t->total_bytes = ab;
     t->total_count = ac;
@@ -296,25 +719,49 @@ void ml_ledger_totals(uint32_t id, ml_totals_t *t)
     t->live_count = ac >= fc ? ac - fc : 0;
 }
 
+void ml_ledger_retired(unsigned domain, uint64_t *bytes, uint64_t *count)
+{
+    *bytes = atomic_load_explicit(&retired_bytes[domain], memory_order_relaxed);
+    *count = atomic_load_explicit(&retired_count[domain], memory_order_relaxed);
+}
+
 void ml_ledger_stats(ml_ledger_stats_t *s)
 {
+    ml_tree_t *t = atomic_load_explicit(&current, memory_order_acquire);
     s->capacity = capacity - ML_STACK_FIRST;
-    s->used = ml_ledger_ids();
+    spin_lock(&ids_lock);
+    s->used = ml_ledger_ids() - nfree;
+    spin_unlock(&ids_lock);
+    s->nodes = t ? ml_tree_count(t) : 0;
+    s->nodes_capacity = t ? t->capacity : 0;
+    s->degraded = atomic_load_explicit(&degraded, memory_order_relaxed);
     s->overflowed = atomic_load_explicit(&overflowed, memory_order_relaxed);
-    uint64_t w = atomic_load_explicit(&words_used, memory_order_relaxed);
-    s->words_used = w < words_cap ? w : words_cap;
-    s->words_cap = words_cap;
+    s->counts_dropped = atomic_load_explicit(&counts_dropped, memory_order_relaxed);
+    s->collections = atomic_load_explicit(&collections, memory_order_relaxed);
+    s->collected = atomic_load_explicit(&collected, memory_order_relaxed);
 }
 
 uint64_t ml_ledger_resident(void)
 {
-    uint64_t r = ml_sysmem_resident(slots, (slot_mask + 1) * sizeof(slot_t)) +
-                 ml_sysmem_resident(infos, (size_t)capacity * sizeof(info_t)) +
-                 ml_sysmem_resident(words_store, words_cap * sizeof(uint64_t));
-    uint32_t n = atomic_load_explicit(&shards_used, memory_order_acquire);
-    for (uint32_t s = 0; s < n && s < ML_SHARD_SHARED; s++)
-        r += ml_sysmem_resident(ml_counts[s], (size_t)capacity * sizeof(ml_counts_t));
-    if (atomic_load_explicit(&shared_used, memory_order_acquire))
-        r += ml_sysmem_resident(ml_counts[ML_SHARD_SHARED], (size_t)capacity * sizeof(ml_counts_t));
+    ml_tree_t *t = atomic_load_explicit(&current, memory_order_acquire);
+    uint64_t r = t ? ml_tree_resident(t) : 0;
+    for (uint32_t c = 0; c < INFO_CHUNKS; c++) {
+        const info_t *p = atomic_load_explicit(&info_chunks[c], memory_order_acquire);
+        if (p)
+            r += ml_sysmem_resident(p, sizeof(info_t) << INFO_CHUNK_LOG2);
+    }
+    spin_lock(&ids_lock);
+    r += ml_sysmem_resident(free_ids, (size_t)free_cap * sizeof *free_ids);
+    spin_unlock(&ids_lock);
+    for (uint32_t s = 0; s < ML_SHARDS; s++) {
+        if (!ml_counts[s])
+            continue;
+        r += ml_sysmem_resident(ml_counts[s], (size_t)nchunks * sizeof *ml_counts[s]);
+        for (uint32_t c = 0; c < nchunks; c++) {
+            const ml_counts_t *chunk = atomic_load_explicit(&ml_counts[s][c], memory_order_acquire);
+            if (chunk)
+                r += ml_sysmem_resident(chunk, CHUNK * sizeof(ml_counts_t));
+        }
+    }
     return r;
 }

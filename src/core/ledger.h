@@ -1,10 +1,13 @@
-/* ledger.h — the stack table: one entry per distinct (domain, call stack),
- * holding live and total bytes and counts.
- * Owns: interning a captured stack into a stable id, the per-thread-sharded
- * counters, and the read side the snapshot writer uses.
- * Must never lock, allocate through the hooked allocator, or make a syscall
- * on the allocation path; must never fail the caller (a full table counts
- * into a per-domain overflow entry). */
+/* ledger.h — the stacks: one id per distinct (domain, call stack), holding
+ * live and total bytes and counts.
+ * Owns: turning a captured stack into a stable id (through the call tree
+ * of stacktree.h), the frame-word encoding, the per-thread-sharded
+ * counters, the ceiling and what happens past it, and the read side the
+ * snapshot writer uses.
+ * Must never lock on the allocation path but for a first sighting (the
+ * tree's lock), allocate through the hooked allocator, or fail the caller:
+ * past the ceiling a stack is kept smaller, then counted in its domain's
+ * overflow entry, and the snapshot says how many. */
 #ifndef ML_LEDGER_H
 #define ML_LEDGER_H
 
@@ -13,72 +16,114 @@
 #include "core/thread.h"
 #include <stdatomic.h>
 
-/* A stack is an array of 64-bit words, innermost first. A native frame is
- * one word: a return address (the call site + 1 instruction). A Python
- * frame is two words: ML_WORD_PY | x, then y (see python/pyframes.h). */
+/* ---- frame words ----
+ * A stack is an array of 64-bit words, innermost first. What a capture
+ * produces are *raw* words, compared as they are by the caches and by the
+ * per-thread path memo (cheap, but meaningful only in this process and
+ * only until code is unloaded):
+ *   native   a return address (the call site + 1 instruction);
+ *   python   ML_WORD_PY | code serial << 32 | instruction byte address
+ *            (32-bit two's complement, -1: not started; python/pyframes.h).
+ * The tree holds *encoded* words, stable identities that snapshots name:
+ *   native   (module index + 1) << 40 | offset from the module's load bias
+ *            (modules.h); ML_WORD_ABS | address when in no known module;
+ *   python   ML_WORD_PY | code serial << 32 | line + 1 (0: no line);
+ *   mark     ML_WORD_MARK | what: not a frame (a domain, elided frames).
+ * Python frames are told apart by line, not instruction: two allocations
+ * on one line are one frame. */
 #define ML_WORD_PY (1ull << 63)
+#define ML_WORD_ABS (1ull << 62)
+#define ML_WORD_MARK (3ull << 62)
+#define ML_WORD_KIND(w) ((w) & (3ull << 62))
+#define ML_WORD_MODULE_SHIFT 40
+#define ML_WORD_OFFSET_MASK ((1ull << ML_WORD_MODULE_SHIFT) - 1)
+#define ML_MARK_DOMAIN(d) (ML_WORD_MARK | 0x100u | (d))
+#define ML_MARK_ELIDED (ML_WORD_MARK | 0x200u) /* native frames left out: the store was full */
+
+/* The most words a stack keeps (the innermost ones). */
+#define ML_LEDGER_MAX_WORDS 512
+
+/* How raw Python words become encoded ones (python/pyframes.c sets it:
+ * the line of the instruction). Without one, the instruction address
+ * stands as the line. */
+void ml_ledger_set_python_encoder(uint64_t (*fn)(uint64_t raw));
+
+/* The encoded word of one raw word. */
+uint64_t ml_ledger_encode(uint64_t raw);
+
+/* ---- stacks and counters ---- */
 
 /* Counters are split in shards, one array of ml_counts_t per shard. A
  * thread claims a shard of its own the first time it counts and gives it
  * back when it exits; while it owns one, its updates are plain loads and
  * stores (no lock prefix, no shared cache line). Threads beyond
  * ML_SHARDS - 1 share the last shard and update it atomically. The writer
- * sums the shards. */
+ * sums the shards. A shard's array is mapped in chunks as ids reach them,
+ * so memory follows the stacks a thread counted, not the ceiling. */
 #define ML_SHARDS 16
 #define ML_SHARD_SHARED (ML_SHARDS - 1)
+#define ML_COUNT_CHUNK_LOG2 12
 
 typedef struct {
     _Atomic uint64_t alloc_bytes, alloc_count;
     _Atomic uint64_t free_bytes, free_count;
 } ml_counts_t;
 
-extern ml_counts_t *ml_counts[ML_SHARDS];
+extern ml_counts_t *_Atomic *ml_counts[ML_SHARDS];
 
 /* Gives the calling thread a shard (sets ml_self.shard to shard + 1). */
 void ml_ledger_claim_shard(void);
 
-/* Ids below ML_DOM_COUNT are the overflow entries, one per domain: they take
- * the allocations whose stack found no room. */
+/* Ids below ML_STACK_FIRST are the overflow entries, one per domain: they
+ * take the allocations whose stack found no room even made smaller. */
 #define ML_STACK_OVERFLOW(domain) ((uint32_t)(domain))
 #define ML_STACK_FIRST ((uint32_t)ML_DOM_COUNT)
 
-/* Sets up the table for `capacity` stacks in memory mapped by the library.
- * Returns false on error (the caller then leaves tracking off). */
-bool ml_ledger_init(uint32_t capacity);
+/* Sets up the stacks for a ceiling of max_stacks (and the tree for 16 nodes
+ * per stack) in memory mapped by the library, touched as used. Returns
+ * false on error (the caller then leaves tracking off). */
+bool ml_ledger_init(uint32_t max_stacks);
 
-/* Stack hashing, word by word, so the unwinder can hash while it walks:
- *   h = ml_hash_begin(); for each word: h = ml_hash_word(h, w);
- *   hash = ml_hash_end(h, domain, n);
- * Each step is a bijection of the state (odd multiplier), the end mixes
- * high bits down. Equal hashes are always confirmed word by word. */
-static inline uint64_t ml_hash_begin(void) { return 0x9e3779b97f4a7c15ull; }
-static inline uint64_t ml_hash_word(uint64_t h, uint64_t w) { return (h ^ w) * 0xff51afd7ed558ccdull; }
-static inline uint64_t ml_hash_end(uint64_t h, unsigned domain, unsigned n)
-{
-    h ^= ((uint64_t)domain << 56) ^ ((uint64_t)n << 40);
-    h ^= h >> 32;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 29;
-    return h ? h : 1;
-}
+/* Collects (see ledger.c): when the tree has doubled since the last time,
+ * or always with `force`. Only from one thread at a time, the dumper's
+ * (it allocates, and waits for the hooks). Returns false (nothing more to
+ * do soon: ml_dumper_service_fn's contract). */
+bool ml_ledger_collect(bool force);
 
-/* Hashes a whole stack (the same value as the step-by-step form). */
-uint64_t ml_stack_hash(unsigned domain, const uint64_t *words, unsigned n);
+/* Called (from a hook) when the tree has grown enough to collect: init.c
+ * hands in the dumper's wake-up. */
+void ml_ledger_set_collect_waker(void (*fn)(void));
 
-/* Returns the id of (domain, words[0..n)), adding it if new. Never fails:
- * returns the domain's overflow id when the table or its frame store is full. */
-uint32_t ml_ledger_intern(unsigned domain, const uint64_t *words, unsigned n, uint64_t hash);
+/* While any record is held — forgotten by a free the real call may still
+ * refuse, and then put back — the collector gives no stack id back
+ * (track.h's ml_track_free_held). Seq_cst, paired with the collector
+ * reading counts and then holds. */
+void ml_ledger_hold(void);
+void ml_ledger_unhold(void);
 
-/* Called once per new stack, before it is published; returns the module
- * generation its frames belong to (modules.c's ml_modules_sync in the
- * library; unit tests leave it unset). */
-void ml_ledger_set_generation_fn(uint32_t (*fn)(void));
+/* Thread exit: gives the counter shard and the path memo back
+ * (core/thread.c calls it). */
+void ml_ledger_thread_exit(void);
+
+/* The id of (domain, raw[0..n)), innermost first, adding it if new. Never
+ * fails: past the ceiling the stack is kept with its Python frames and its
+ * innermost native frames only, and past that it is the domain's overflow
+ * id. */
+uint32_t ml_ledger_intern(unsigned domain, const uint64_t *raw, unsigned n);
+
+/* The slow part of ml_ledger_my_counts: maps the chunk of `id`. NULL when
+ * it cannot (the count is then dropped and said: problem counts_dropped). */
+ml_counts_t *ml_ledger_counts_slow(uint32_t id);
 
 static inline ml_counts_t *ml_ledger_my_counts(uint32_t id)
 {
     if (ML_UNLIKELY(!ml_self.shard))
         ml_ledger_claim_shard();
-    return &ml_counts[ml_self.shard - 1][id];
+    ml_counts_t *chunk = atomic_load_explicit(&ml_counts[ml_self.shard - 1][id >> ML_COUNT_CHUNK_LOG2],
+                                              memory_order_acquire);
+    if (ML_UNLIKELY(!chunk))
+        return ml_ledger_counts_slow(id);
+    return &chunk[id & ((1u << ML_COUNT_CHUNK_LOG2) - 1)];
 }
 
 static inline void ml_counter_add(_Atomic uint64_t *c, uint64_t v, bool own, memory_order mo)
@@ -92,6 +137,8 @@ static inline void ml_counter_add(_Atomic uint64_t *c, uint64_t v, bool own, mem
 static inline void ml_ledger_count_alloc(uint32_t id, uint64_t bytes, uint64_t count)
 {
     ml_counts_t *c = ml_ledger_my_counts(id);
+    if (ML_UNLIKELY(!c))
+        return;
     bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
     ml_counter_add(&c->alloc_bytes, bytes, own, memory_order_relaxed);
     ml_counter_add(&c->alloc_count, count, own, memory_order_release);
@@ -103,6 +150,8 @@ static inline void ml_ledger_count_alloc(uint32_t id, uint64_t bytes, uint64_t c
 static inline void ml_ledger_count_free(uint32_t id, uint64_t bytes, uint64_t count)
 {
     ml_counts_t *c = ml_ledger_my_counts(id);
+    if (ML_UNLIKELY(!c))
+        return;
     bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
     ml_counter_add(&c->free_bytes, bytes, own, memory_order_release);
     ml_counter_add(&c->free_count, count, own, memory_order_release);
@@ -112,45 +161,62 @@ static inline void ml_ledger_count_free(uint32_t id, uint64_t bytes, uint64_t co
 static inline void ml_ledger_uncount_free(uint32_t id, uint64_t bytes, uint64_t count)
 {
     ml_counts_t *c = ml_ledger_my_counts(id);
+    if (ML_UNLIKELY(!c))
+        return;
     bool own = ml_self.shard - 1 != ML_SHARD_SHARED;
     ml_counter_add(&c->free_bytes, (uint64_t)0 - bytes, own, memory_order_release);
     ml_counter_add(&c->free_count, (uint64_t)0 - count, own, memory_order_release);
 }
 
-/* fork(): in the child only the calling thread exists; every other shard
- * is free again. */
+/* fork(): before, every lock of the store is taken (a collection in
+ * progress is finished first); after, released in the parent; in the
+ * child only the calling thread exists, every other shard is free again. */
+void ml_ledger_before_fork(void);
+void ml_ledger_after_fork_parent(void);
 void ml_ledger_after_fork_child(void);
 
 /* ---- read side (snapshot writer) ---- */
 
 typedef struct {
     unsigned domain;
-    unsigned n;            /* words */
-    const uint64_t *words;
-    uint32_t modgen;
+    uint32_t leaf; /* the innermost frame's node; ML_NODE_ROOT for an empty or overflow stack */
+    bool overflow;
 } ml_stack_view_t;
 
 typedef struct {
     uint64_t live_bytes, live_count, total_bytes, total_count;
 } ml_totals_t;
 
-/* Number of ids handed out so far (some may still be in the making). */
+/* Ids are below this (some may be free: ml_ledger_stack says). */
 uint32_t ml_ledger_ids(void);
+/* The current tree, whose nodes the stacks' leaves are (stacktree.h). */
+struct ml_tree;
+const struct ml_tree *ml_ledger_tree(void);
 /* Fills *v for a published id; returns false while the id is not ready. */
 bool ml_ledger_stack(uint32_t id, ml_stack_view_t *v);
+/* The encoded words of stack id, innermost first, into out[max]; returns
+ * how many (for tests and tools; the writer walks the tree itself). */
+unsigned ml_ledger_stack_words(uint32_t id, uint64_t *out, unsigned max);
 /* Sums the shards of one id. */
 void ml_ledger_totals(uint32_t id, ml_totals_t *t);
+/* What collected stacks of a domain had allocated in all (their totals
+ * leave with them; the domain's stay exact with these). */
+void ml_ledger_retired(unsigned domain, uint64_t *bytes, uint64_t *count);
 
 typedef struct {
-    uint32_t capacity;       /* stacks the table was sized for */
-    uint32_t used;           /* ids handed out, overflow entries included */
-    uint64_t overflowed;     /* interning attempts that fell into overflow */
-    uint64_t words_used, words_cap;
+    uint32_t capacity;       /* the stack ceiling */
+    uint32_t used;           /* stacks held now, overflow entries included */
+    uint32_t nodes, nodes_capacity;
+    uint64_t collections;    /* times the store was collected */
+    uint64_t collected;      /* stacks given back by them */
+    uint64_t degraded;       /* stacks kept smaller because the store was full */
+    uint64_t overflowed;     /* allocations counted in an overflow entry */
+    uint64_t counts_dropped; /* counts lost for want of counter memory */
 } ml_ledger_stats_t;
 
 void ml_ledger_stats(ml_ledger_stats_t *s);
 
-/* Resident bytes of the stack table and its counters. */
+/* Resident bytes of the store: tree, stack records and counters. */
 uint64_t ml_ledger_resident(void);
 
 #endif

@@ -23,6 +23,25 @@ static unsigned long long last_adds = ~0ull, last_subs = ~0ull;
 static uint32_t epoch;
 static ml_arena_t paths;
 static void (*_Atomic observer)(const ml_module_t *m);
+_Atomic uint32_t ml_code_epoch;
+
+/* The loaded modules by address, for ml_modules_locate: rebuilt under the
+ * refresh lock whenever the registry changes and published whole; an old
+ * table is left where it is (a hook may still be reading it), a few KiB
+ * per change from the arena. */
+typedef struct {
+    uintptr_t lo, hi, bias;
+    uint32_t index;
+} span_t;
+typedef struct {
+    uint32_t n;
+    uint32_t epoch; /* ml_code_epoch when made: an unload since makes it stale */
+    span_t s[];
+} spans_t;
+static _Atomic(spans_t *) spans;
+static ml_arena_t span_arena;
+
+void ml_modules_unloaded(void) { atomic_fetch_add_explicit(&ml_code_epoch, 1, memory_order_release); }
 
 void ml_modules_set_observer(void (*fn)(const ml_module_t *m)) { atomic_store(&observer, fn); }
 
@@ -30,6 +49,7 @@ void ml_modules_init(void)
 {
     mods = ml_sysmem_map(MAX_MODULES * sizeof *mods);
     ml_arena_init(&paths, 4u << 20);
+    ml_arena_init(&span_arena, 64u << 20);
 }
 
 static void read_build_id(ml_module_t *m, const struct dl_phdr_info *info)
@@ -134,14 +154,77 @@ static int refresh_cb(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+/* Republishes the table of loaded modules (refresh lock held). */
+static void publish_spans(void)
+{
+    uint32_t n = atomic_load_explicit(&nmods, memory_order_relaxed), k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        k += !atomic_load_explicit(&mods[i].removed_gen, memory_order_relaxed);
+    spans_t *t = ml_arena_alloc(&span_arena, sizeof(spans_t) + (size_t)k * sizeof(span_t));
+    if (!t)
+        return; /* the old table stays: lookups of new modules fall back to addresses */
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < n && j < k; i++) {
+        const ml_module_t *m = &mods[i];
+        if (atomic_load_explicit(&m->removed_gen, memory_order_relaxed))
+            continue;
+        span_t sp = {m->lo, m->hi, m->bias, i};
+        uint32_t at = j++;
+        while (at > 0 && t->s[at - 1].lo > sp.lo) { /* insertion: a few hundred at most */
+            t->s[at] = t->s[at - 1];
+            at--;
+        }
+        t->s[at] = sp;
+    }
+    t->n = j;
+    t->epoch = atomic_load_explicit(&ml_code_epoch, memory_order_acquire);
+    atomic_store_explicit(&spans, t, memory_order_release);
+}
+
+static const span_t *span_of(const spans_t *t, uintptr_t pc)
+{
+    if (!t)
+        return NULL;
+    uint32_t lo = 0, hi = t->n;
+    while (lo < hi) { /* the last span starting at or below pc */
+        uint32_t mid = (lo + hi) / 2;
+        if (t->s[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo && pc < t->s[lo - 1].hi ? &t->s[lo - 1] : NULL;
+}
+
+bool ml_modules_locate(uintptr_t pc, uint32_t *index, uintptr_t *offset)
+{
+    const spans_t *t = atomic_load_explicit(&spans, memory_order_acquire);
+    /* code was unloaded since the table was made: another module may sit
+     * where the table still shows the old one */
+    if (ML_UNLIKELY(t && t->epoch != atomic_load_explicit(&ml_code_epoch, memory_order_acquire)))
+        ml_modules_sync(false);
+    const span_t *sp = span_of(atomic_load_explicit(&spans, memory_order_acquire), pc);
+    if (!sp) {
+        ml_modules_sync(false);
+        sp = span_of(atomic_load_explicit(&spans, memory_order_acquire), pc);
+        if (!sp)
+            return false;
+    }
+    *index = sp->index;
+    *offset = pc - sp->bias;
+    return true;
+}
+
 uint32_t ml_modules_sync(bool wait)
 {
     unsigned long long c[2] = {0, 0};
     if (!mods)
         return atomic_load_explicit(&gen, memory_order_acquire);
     dl_iterate_phdr(counters_cb, c);
+    const spans_t *t0 = atomic_load_explicit(&spans, memory_order_acquire);
+    bool stale = t0 && t0->epoch != atomic_load_explicit(&ml_code_epoch, memory_order_acquire);
     if (__atomic_load_n(&last_adds, __ATOMIC_ACQUIRE) == c[0] &&
-        __atomic_load_n(&last_subs, __ATOMIC_ACQUIRE) == c[1])
+        __atomic_load_n(&last_subs, __ATOMIC_ACQUIRE) == c[1] && !stale)
         return atomic_load_explicit(&gen, memory_order_acquire);
     while (atomic_exchange_explicit(&refresh_lock, 1, memory_order_acquire)) {
         if (!wait)
@@ -152,17 +235,25 @@ uint32_t ml_modules_sync(bool wait)
     uint32_t before = atomic_load_explicit(&nmods, memory_order_relaxed);
     dl_iterate_phdr(refresh_cb, NULL);
     uint32_t after = atomic_load_explicit(&nmods, memory_order_relaxed);
-    bool changed = after != before;
+    bool changed = after != before, removed = false;
     uint32_t g = atomic_load_explicit(&gen, memory_order_relaxed) + 1;
     for (uint32_t i = 0; i < before; i++) {
         ml_module_t *m = &mods[i];
         if (!atomic_load_explicit(&m->removed_gen, memory_order_relaxed) && m->seen_epoch != epoch) {
             atomic_store_explicit(&m->removed_gen, g, memory_order_release);
-            changed = true;
+            changed = removed = true;
         }
     }
+    if (removed)
+        ml_modules_unloaded();
     if (changed)
         atomic_store_explicit(&gen, g, memory_order_release);
+    /* also when nothing changed: an unload the dlclose hook announced
+     * before the loader's counters moved is settled now */
+    if (changed || (atomic_load_explicit(&spans, memory_order_relaxed) &&
+                    atomic_load_explicit(&spans, memory_order_relaxed)->epoch !=
+                        atomic_load_explicit(&ml_code_epoch, memory_order_relaxed)))
+        publish_spans();
     __atomic_store_n(&last_adds, c[0], __ATOMIC_RELEASE);
     __atomic_store_n(&last_subs, c[1], __ATOMIC_RELEASE);
     atomic_store_explicit(&refresh_lock, 0, memory_order_release);

@@ -35,6 +35,21 @@ uint32_t ml_modules_sync(bool wait);
 /* Index of the module that held `pc` at generation `gen`, or -1. */
 int ml_modules_find(uintptr_t pc, uint32_t gen);
 
+/* The loaded module that holds `pc` now, and pc's offset from its load
+ * bias. For hooks: lock-free (a sorted table of loaded modules, republished
+ * after each change); when pc is in none of them, the registry is
+ * refreshed once without waiting and asked again. False when pc is still
+ * in no known module (JIT code). A return address on the stack is always
+ * in a loaded module: code cannot be unloaded while a frame will return
+ * to it, so "now" is the module the frame belongs to. */
+bool ml_modules_locate(uintptr_t pc, uint32_t *index, uintptr_t *offset);
+
+/* Bumped (release) whenever code is unloaded (dlclose, or a removal the
+ * registry notices): raw return addresses remembered before may now mean
+ * another module's code. */
+extern _Atomic uint32_t ml_code_epoch;
+void ml_modules_unloaded(void);
+
 /* Called with each module the registry adds, by whichever thread refreshed
  * it (a hook or the dumper), with the refresh lock held: it must not lock,
  * allocate or call the loader. One observer (python.c's). */

@@ -19,6 +19,12 @@ void *ml_sysmem_map_populated(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+void ml_sysmem_discard(void *p, size_t size)
+{
+    if (p)
+        madvise(p, size, MADV_DONTNEED);
+}
+
 void ml_sysmem_unmap(void *p, size_t size)
 {
     if (p)

@@ -11,6 +11,9 @@
 /* Maps `size` bytes of zeroed, reserve-on-touch memory. Returns NULL on error. */
 void *ml_sysmem_map(size_t size);
 void ml_sysmem_unmap(void *p, size_t size);
+/* Gives the pages of [p, p+size) back to the kernel; the range stays mapped
+ * and reads as zeros from then on (for a table a reader may still probe). */
+void ml_sysmem_discard(void *p, size_t size);
 /* The same, with every page faulted in at once (for small tables that will
  * be touched all over, so the faults do not land one by one on hot paths). */
 void *ml_sysmem_map_populated(size_t size);

@@ -25,6 +25,13 @@ typedef struct {
     uint64_t rng;          /* xorshift state for sampling; 0 until seeded */
     ml_pymemo_t py_memo[ML_PYMEMO]; /* owned by pyframes.c */
     uintptr_t stack_lo, stack_hi; /* this thread's stack, for frame-pointer checks */
+    void *path_memo;       /* ledger.c's memo of the last stack, mapped on first use */
+    uint8_t memo_state;    /* 0 none yet, 1 mapped, 2 never (unmappable, or the thread is exiting) */
+    bool exit_call;        /* ml_thread_want_exit_call done */
+    void *walk_memo;       /* unwind_fast.c's last walk, mapped on first use */
+    uint8_t walk_memo_state;
+    uint32_t qslot;        /* quiesce.h's slot + 1; 0 unclaimed; UINT32_MAX: the shared counter */
+    uint64_t qepoch;       /* the store epoch this thread announced last */
 } ml_thread_t;
 
 extern __thread ml_thread_t ml_self __attribute__((tls_model("initial-exec")));
@@ -47,6 +54,23 @@ static inline void ml_leave(void)
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     ml_self.busy = 0;
 }
+
+/* Asks that ml_thread_exit run when the calling thread exits: it gives
+ * back what the thread holds (its counter shard, its quiesce slot, its
+ * path memo). May allocate (pthread_setspecific), so only from inside the
+ * library, where that passes through. */
+void ml_thread_want_exit_call(void);
+
+/* How the walk memo (unwind_fast.c, a folder above) is given back at
+ * thread exit. */
+void ml_thread_set_walk_memo_release(void (*fn)(void *memo));
+
+/* Sets up the thread-exit key (from the constructor). */
+bool ml_thread_init(void);
+
+/* False when the key could not be made: nothing is given back at exit,
+ * so whatever must be is not handed out per thread (counter shards). */
+bool ml_thread_exit_call_possible(void);
 
 /* Marks the calling thread as the library's own for good (the dumper):
  * everything it allocates passes through untracked. */

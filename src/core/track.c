@@ -5,6 +5,7 @@
 #include "core/track.h"
 #include "common/config.h"
 #include "core/ledger.h"
+#include "core/quiesce.h"
 #include "core/sysmem.h"
 #include "core/thread.h"
 
@@ -131,7 +132,22 @@ void ml_track_alloc(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t si
     if (!take_sample(size))
         return;
     ml_addrtab_prefetch(t, (uintptr_t)p);
+    /* from taking the stack id to recording it, the store must not give
+     * the id back (quiesce.h) */
+    ml_quiesce_enter();
     record(t, p, size, take_stack(domain));
+    ml_quiesce_leave();
+}
+
+bool ml_track_free_held(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
+{
+    /* held before the free is counted: a collector that sees the count
+     * sees the hold (ml_ledger_hold) */
+    ml_ledger_hold();
+    if (ml_track_free(t, p, id, size))
+        return true;
+    ml_ledger_unhold();
+    return false;
 }
 
 bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size)
@@ -164,8 +180,10 @@ void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size
 ml_forgot_t ml_track_realloc_forget(ml_addrtab_t *t, const void *p)
 {
     ml_forgot_t f = {false, 0, 0};
+    /* p's id must stay p's stack until p is put back or let go: the store
+     * never collects a stack while a forgotten record may return */
     if (p)
-        f.had = ml_track_free(t, p, &f.id, &f.size);
+        f.had = ml_track_free_held(t, p, &f.id, &f.size);
     return f;
 }
 
@@ -176,6 +194,8 @@ void ml_track_realloc_done(ml_addrtab_t *t, unsigned domain, const void *p, cons
         ml_track_alloc(t, domain, q, size);
     else if (f->had && p_kept_on_failure)
         ml_track_restore(t, p, f->id, f->size);
+    if (f->had)
+        ml_ledger_unhold();
 }
 
 void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t size, ml_stack_fn stack)
@@ -184,6 +204,9 @@ void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t
         ml_track_alloc(t, domain, p, size);
         return;
     }
-    if (take_sample(size))
+    if (take_sample(size)) {
+        ml_quiesce_enter();
         record(t, p, size, stack(domain));
+        ml_quiesce_leave();
+    }
 }

@@ -45,7 +45,13 @@ void ml_track_alloc_by(ml_addrtab_t *t, unsigned domain, const void *p, uint64_t
  * tracked; its record is returned for a caller that may need to restore it. */
 bool ml_track_free(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size);
 
-/* Puts back a record removed by ml_track_free (a realloc that failed). */
+/* ml_track_free for a record that may be put back (a realloc or a CUDA
+ * free that the real call may refuse): when it returns true, the caller
+ * holds the id (ml_ledger_hold) until it calls ml_ledger_unhold, after
+ * ml_track_restore or once the real call succeeded. */
+bool ml_track_free_held(ml_addrtab_t *t, const void *p, uint32_t *id, uint64_t *size);
+
+/* Puts back a record removed by ml_track_free_held (a realloc that failed). */
 void ml_track_restore(ml_addrtab_t *t, const void *p, uint32_t id, uint64_t size);
 
 /* A realloc, for every hook that wraps one (malloc family, PyMem): forget

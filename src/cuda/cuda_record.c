@@ -13,6 +13,7 @@
 #include "cuda/cuda_entry.h"
 #include "cuda/cuda_vmm.h"
 #include "common/format.h"
+#include "core/ledger.h"
 #include "core/thread.h"
 
 ml_addrtab_t ml_cuda_ptrs;
@@ -43,7 +44,7 @@ void ml_cu_rec_free(ml_addrtab_t *t, uint64_t key, ml_cu_undo_t *u)
 {
     uint32_t id;
     uint64_t size;
-    if (key && ml_track_free(t, (const void *)(uintptr_t)key, &id, &size))
+    if (key && ml_track_free_held(t, (const void *)(uintptr_t)key, &id, &size))
         ml_cu_undo_push(u, (ml_cu_undo_entry_t){.op = ML_CU_UNDO_RECORD, .t = t, .key = key, .id = id,
                                                 .size = size});
 }
@@ -52,11 +53,20 @@ void ml_cu_rec_undo(ml_cu_undo_t *u)
 {
     while (u->n) {
         const ml_cu_undo_entry_t *e = &u->e[--u->n];
-        if (e->op == ML_CU_UNDO_RECORD)
+        if (e->op == ML_CU_UNDO_RECORD) {
             ml_track_restore(e->t, (const void *)(uintptr_t)e->key, e->id, e->size);
-        else
+            ml_ledger_unhold();
+        } else {
             ml_cu_vmm_undo(e);
+        }
     }
+}
+
+void ml_cu_rec_keep(ml_cu_undo_t *u)
+{
+    while (u->n)
+        if (u->e[--u->n].op == ML_CU_UNDO_RECORD)
+            ml_ledger_unhold();
 }
 
 static uint64_t elem_bytes(int format)
@@ -125,8 +135,11 @@ static void forget(ml_addrtab_t *t, uint64_t key, ml_cu_undo_t *u)
 static ml_cu_result settle(ml_cu_undo_t *u, ml_cu_result r)
 {
     end();
-    if (r != ML_CUDA_SUCCESS && u->n && ml_enter()) {
-        ml_cu_rec_undo(u);
+    if (u->n && ml_enter()) {
+        if (r != ML_CUDA_SUCCESS)
+            ml_cu_rec_undo(u);
+        else
+            ml_cu_rec_keep(u);
         ml_leave();
     }
     return r;

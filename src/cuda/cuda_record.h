@@ -48,6 +48,8 @@ void ml_cu_rec_alloc(unsigned domain, ml_addrtab_t *t, uint64_t key, uint64_t si
 void ml_cu_rec_free(ml_addrtab_t *t, uint64_t key, ml_cu_undo_t *u);
 /* Puts back everything u removed (the driver refused the free). */
 void ml_cu_rec_undo(ml_cu_undo_t *u);
+/* The real call succeeded: what the log forgot stays forgotten. */
+void ml_cu_rec_keep(ml_cu_undo_t *u);
 
 /* Nominal bytes of an array: width x height x depth x channels x element
  * size; 0 for formats without a plain element size (not recorded). */

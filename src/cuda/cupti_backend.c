@@ -56,17 +56,12 @@ static bool is_foreign(uint64_t w)
 
 static uint32_t callback_stack(unsigned domain)
 {
-    uint64_t words[ML_STACK_WORDS], h;
-    unsigned n = ml_capture(words, ML_STACK_WORDS, &h);
+    uint64_t words[ML_STACK_WORDS];
+    unsigned n = ml_capture(words, ML_STACK_WORDS);
     unsigned skip = 0;
     while (skip < n && is_foreign(words[skip]))
         skip++;
-    if (skip) {
-        h = ml_hash_begin();
-        for (unsigned i = skip; i < n; i++)
-            h = ml_hash_word(h, words[i]);
-    }
-    return ml_ledger_intern(domain, words + skip, n - skip, ml_hash_end(h, domain, n - skip));
+    return ml_ledger_intern(domain, words + skip, n - skip);
 }
 
 /* The undo log of the free in flight on this thread, numbered so that the
@@ -98,7 +93,7 @@ static void array_exit(uint64_t key, uint64_t bytes)
 /* A free-like call's entry: a new undo log, numbered for its exit. */
 static ml_cu_undo_t *undo_begin(const CUpti_CallbackData *cb)
 {
-    pending.n = 0;
+    ml_cu_rec_keep(&pending); /* a log whose exit never came: let its holds go */
     *cb->correlationData = ++pending_no;
     return &pending;
 }
@@ -106,9 +101,12 @@ static ml_cu_undo_t *undo_begin(const CUpti_CallbackData *cb)
 /* Its exit: puts back what the entry forgot if the driver refused the call. */
 static void undo_end(const CUpti_CallbackData *cb)
 {
-    if (*(const CUresult *)cb->functionReturnValue != CUDA_SUCCESS && *cb->correlationData == pending_no)
+    if (*cb->correlationData != pending_no)
+        return; /* not this free's log */
+    if (*(const CUresult *)cb->functionReturnValue != CUDA_SUCCESS)
         ml_cu_rec_undo(&pending);
-    pending.n = 0;
+    else
+        ml_cu_rec_keep(&pending);
 }
 
 typedef void cupti_fn(const CUpti_CallbackData *cb);

@@ -16,6 +16,7 @@
 #include "snapshot/dumper.h"
 #include "common/io.h"
 #include "core/ledger.h"
+#include "core/quiesce.h"
 #include "core/modules.h"
 #include "python/python.h"
 #include "core/real.h"
@@ -31,17 +32,19 @@
 #include <sys/auxv.h>
 
 
-static uint32_t generation_nowait(void) { return ml_modules_sync(false); }
+static bool collect(void) { return ml_ledger_collect(false); }
 
 static void fork_prepare(void)
 {
     ml_self.busy++;
+    ml_ledger_before_fork();
     ml_addrtab_lock_all();
 }
 
 static void fork_parent(void)
 {
     ml_addrtab_unlock_all();
+    ml_ledger_after_fork_parent();
     ml_self.busy--;
 }
 
@@ -49,6 +52,7 @@ static void fork_child(void)
 {
     ml_addrtab_unlock_all();
     ml_ledger_after_fork_child();
+    ml_quiesce_after_fork_child();
     ml_stack_cache_after_fork_child();
     ml_unwind_rules_after_fork_child();
     ml_modules_after_fork_child();
@@ -78,7 +82,7 @@ __attribute__((constructor(102))) static void ml_init(void)
     }
     ml_modules_init();
     if (!ml_ledger_init(ml_config.stacks)) {
-        ml_warn("cannot map the stack table (%u stacks): %s; tracking is off", ml_config.stacks,
+        ml_warn("cannot map the stack store (%u stacks): %s; tracking is off", ml_config.stacks,
                 strerror(errno));
         ml_dumper_guard_signal();
         atomic_store(&ml_state, ML_DISABLED);
@@ -94,10 +98,12 @@ __attribute__((constructor(102))) static void ml_init(void)
 #ifdef ML_WITH_CUDA
     ml_cuda_init();
 #endif
-    ml_ledger_set_generation_fn(generation_nowait);
     ml_python_init();
     ml_modules_sync(true);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    /* the store collects itself on the dumper thread, when asked */
+    ml_ledger_set_collect_waker(ml_dumper_wake);
+    ml_dumper_add_service(collect, true);
     ml_dumper_start();
     atomic_store(&ml_state, ML_ACTIVE);
     ml_self.busy--;

@@ -64,7 +64,10 @@ typedef struct {
     int32_t first;
 } rec_t;
 
+#define LC_LOG2 16
+
 uintptr_t ml_pycode_type;
+static _Atomic uint64_t *line_cache;
 _Atomic uint32_t ml_pycode_epoch = 1;
 static slot_t *slots;
 static const rec_t *_Atomic *recs;
@@ -79,6 +82,7 @@ bool ml_pycode_init(const ml_pylayout_t *layout, uintptr_t code_type, uintptr_t 
     if (!slots) {
         slots = ml_sysmem_map((size_t)SLOTS * sizeof *slots);
         recs = ml_sysmem_map((size_t)MAX_SERIALS * sizeof *recs);
+        line_cache = ml_sysmem_map(sizeof *line_cache << LC_LOG2);
         if (!slots || !recs || !ml_arena_init(&arena, ARENA_BYTES))
             return false;
     }
@@ -410,17 +414,50 @@ int ml_pyline(int format, const uint8_t *t, size_t len, int first, int32_t addr)
     return -1;
 }
 
-bool ml_pycode_name(uint32_t serial, int32_t addr, ml_pyframe_t *out)
+static const rec_t *rec_of(uint32_t serial)
 {
     serial &= ~ML_PYCODE_HIDDEN;
     if (!recs || !serial || serial >= MAX_SERIALS)
-        return false;
-    const rec_t *r = atomic_load_explicit(&recs[serial], memory_order_acquire);
+        return NULL;
+    return atomic_load_explicit(&recs[serial], memory_order_acquire);
+}
+
+/* The line cache: (serial, address) -> line in one 64-bit word, so that a
+ * reader never sees half an entry: serial (22 bits) | address + 1 (20) |
+ * line + 2 (22). Pairs that do not fit are decoded each time. */
+
+static int decode_line(uint32_t serial, int32_t addr)
+{
+    const rec_t *r = rec_of(serial);
+    if (!r)
+        return -1;
+    return r->lines || addr < 0 ? ml_pyline(L.lines, r->lines, r->nlines, r->first, addr) : -1;
+}
+
+int ml_pycode_line(uint32_t serial, int32_t addr)
+{
+    serial &= ~ML_PYCODE_HIDDEN;
+    uint32_t a = (uint32_t)addr + 1; /* -1 (not started) is 0 */
+    if (!line_cache || serial >= (1u << 22) || a >= (1u << 20))
+        return decode_line(serial, addr);
+    uint64_t key = (uint64_t)serial << 42 | (uint64_t)a << 22;
+    _Atomic uint64_t *e = &line_cache[(key * 0x9e3779b97f4a7c15ull) >> (64 - LC_LOG2)];
+    uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
+    if ((v & ~(((uint64_t)1 << 22) - 1)) == key && (v & (((uint64_t)1 << 22) - 1)))
+        return (int)(v & (((uint64_t)1 << 22) - 1)) - 2;
+    int line = decode_line(serial, addr);
+    if (line >= -1 && line + 2 < (1 << 22))
+        atomic_store_explicit(e, key | (uint64_t)(line + 2), memory_order_relaxed);
+    return line;
+}
+
+bool ml_pycode_name(uint32_t serial, int line, ml_pyframe_t *out)
+{
+    const rec_t *r = rec_of(serial);
     if (!r)
         return false;
     out->function = r->name ? r->name : "?";
     out->file = r->file;
-    int line = r->lines || addr < 0 ? ml_pyline(L.lines, r->lines, r->nlines, r->first, addr) : -1;
     out->line = line > 0 ? line : 0;
     return true;
 }

@@ -55,10 +55,15 @@ static inline void ml_pycode_on_free(const void *p)
         ml_pycode_forget((uintptr_t)p);
 }
 
-/* Names a frame: the record of `serial` and the line of instruction byte
- * address `addr` (-1: not started, the first line). Strings live as long
- * as the process. Returns false for an unknown serial. */
-bool ml_pycode_name(uint32_t serial, int32_t addr, ml_pyframe_t *out);
+/* The line of instruction byte address `addr` (-1: not started, the first
+ * line) in the code object of `serial`; -1 when it has none or the serial
+ * is unknown. For hooks: answers from a cache of recent (serial, address)
+ * pairs, else decodes the copied line table. */
+int ml_pycode_line(uint32_t serial, int32_t addr);
+
+/* Names a frame: the record of `serial`, and `line` (-1: none). Strings
+ * live as long as the process. Returns false for an unknown serial. */
+bool ml_pycode_name(uint32_t serial, int line, ml_pyframe_t *out);
 
 /* The line of byte address `addr` in a line table of the given format
  * (pyversions.h), starting from `firstlineno`; -1 when the table says the

@@ -145,10 +145,10 @@ static unsigned current(uint64_t *out, unsigned max)
     return walk(ts, out, max);
 }
 
+/* One Python frame as a raw stack word (core/ledger.h). */
 static inline void put(uint64_t *words, unsigned *k, uint64_t key)
 {
-    words[(*k)++] = ML_WORD_PY | key_serial(key);
-    words[(*k)++] = (uint32_t)key;
+    words[(*k)++] = ML_WORD_PY | (uint64_t)key_serial(key) << 32 | (uint32_t)key;
 }
 
 /* The hybrid stack of native[n] and the Python frames keys[nf] into
@@ -160,7 +160,7 @@ static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native
     for (unsigned i = 0; i < n; i++) {
         if (fi < nf && is_eval(native[i])) {
             do {
-                if (k + 2 > max)
+                if (k + 1 > max)
                     return k;
                 put(words, &k, keys[fi]);
             } while (!(keys[fi++] & KEY_ENDS_CALL) && fi < nf);
@@ -170,7 +170,7 @@ static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native
             return k;
         words[k++] = native[i];
     }
-    while (fi < nf && k + 2 <= max)
+    while (fi < nf && k + 1 <= max)
         put(words, &k, keys[fi++]);
     return k;
 }
@@ -196,10 +196,7 @@ uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsign
     n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
     memcpy(native, words, n * sizeof *words);
     unsigned k = nf ? merge_into(words, max, native, n, keys, nf) : n;
-    uint64_t h = ml_hash_begin();
-    for (unsigned i = 0; i < k; i++)
-        h = ml_hash_word(h, words[i]);
-    id = ml_ledger_intern(domain, words, k, ml_hash_end(h, domain, k));
+    id = ml_ledger_intern(domain, words, k);
     if (id >= ML_STACK_FIRST) /* an overflow id is not remembered: the ledger counts each one */
         ml_pystacks_put(domain, native, n, keys, nf, id);
     return id;
@@ -209,12 +206,21 @@ unsigned ml_pyframes_walk(uint64_t *words, unsigned max)
 {
     uint64_t keys[MAX_FRAMES];
     unsigned nf = current(keys, MAX_FRAMES), k = 0;
-    for (unsigned i = 0; i < nf && k + 2 <= max; i++)
+    for (unsigned i = 0; i < nf && k + 1 <= max; i++)
         put(words, &k, keys[i]);
     return k;
 }
 
-bool ml_pyframes_name(uint64_t w0, uint64_t w1, ml_pyframe_t *out)
+uint64_t ml_pyframes_encode(uint64_t raw)
 {
-    return ml_pycode_name((uint32_t)(w0 & 0xffffffffu), (int32_t)(uint32_t)w1, out);
+    uint32_t serial = (uint32_t)(raw >> 32) & ML_PYFRAMES_SERIAL_MASK;
+    int line = ml_pycode_line(serial, (int32_t)(uint32_t)raw);
+    return ML_WORD_PY | (uint64_t)serial << 32 | (uint32_t)(line >= 0 ? line + 1 : 0);
+}
+
+bool ml_pyframes_name(uint64_t word, ml_pyframe_t *out)
+{
+    uint32_t serial = (uint32_t)(word >> 32) & ML_PYFRAMES_SERIAL_MASK;
+    uint32_t line1 = (uint32_t)word;
+    return ml_pycode_name(serial, line1 ? (int)line1 - 1 : -1, out);
 }

@@ -9,10 +9,12 @@
  * frames: a thread's own chain is stable only while that thread is the
  * one reading it.
  *
- * A Python frame in a stack is two words (see capture.h):
- *   ML_WORD_PY | serial   the code object's serial (pycode.h)
- *   addr                  the instruction's byte offset in the code, as a
- *                         32-bit two's complement value (-1: not started) */
+ * A Python frame in a captured stack is one raw word (core/ledger.h):
+ *   ML_WORD_PY | serial << 32 | addr
+ * with the code object's serial (pycode.h) and the instruction's byte
+ * offset in the code, as a 32-bit two's complement value (-1: not
+ * started). The stack store keeps it encoded by line instead
+ * (ml_pyframes_encode). */
 #ifndef ML_PYFRAMES_H
 #define ML_PYFRAMES_H
 
@@ -43,11 +45,17 @@ unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max);
  * hybrid stack, from pystacks.h when it was seen recently. */
 uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max);
 
-/* Names a Python frame's two words (ml_pyframe_fn). */
-bool ml_pyframes_name(uint64_t w0, uint64_t w1, ml_pyframe_t *out);
+#define ML_PYFRAMES_SERIAL_MASK 0x3fffffffu
 
-/* The calling thread's Python frames only, innermost first, as word pairs
- * into words[max]; returns the number of words. For tests. */
+/* The stack store's word for a raw Python word: the instruction becomes
+ * its line (ml_ledger_set_python_encoder). */
+uint64_t ml_pyframes_encode(uint64_t raw);
+
+/* Names an encoded Python frame word (ml_pyframe_fn). */
+bool ml_pyframes_name(uint64_t word, ml_pyframe_t *out);
+
+/* The calling thread's Python frames only, innermost first, one raw word
+ * each into words[max]; returns the number of words. For tests. */
 unsigned ml_pyframes_walk(uint64_t *words, unsigned max);
 
 #endif

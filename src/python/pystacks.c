@@ -13,6 +13,8 @@
  * Every field is read and written with relaxed atomics, so a torn read is
  * a miss, never undefined behaviour. */
 #include "python/pystacks.h"
+#include "core/modules.h"
+#include "core/quiesce.h"
 #include "core/sysmem.h"
 
 #include <stdatomic.h>
@@ -22,11 +24,17 @@
 typedef struct {
     _Atomic uint32_t seq;
     _Atomic uint32_t id;
+    _Atomic uint64_t epoch; /* store and code epochs when put: the id, and raw addresses, valid then */
     _Atomic uint8_t domain, n, nf;
     _Atomic uint64_t key[2 * ML_PYSTACKS_MAX];
 } entry_t;
 
 static entry_t *table;
+
+static inline uint64_t epoch_now(void)
+{
+    return ml_quiesce_epoch() << 32 | atomic_load_explicit(&ml_code_epoch, memory_order_acquire);
+}
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
@@ -71,7 +79,8 @@ uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, c
         return 0;
     entry_t *x = slot(domain, native, n, py, nf);
     uint32_t s1 = atomic_load_explicit(&x->seq, memory_order_acquire);
-    if ((s1 & 1) || LD(x->n) != n || LD(x->nf) != nf || LD(x->domain) != domain)
+    if ((s1 & 1) || LD(x->n) != n || LD(x->nf) != nf || LD(x->domain) != domain ||
+        LD(x->epoch) != epoch_now())
         return 0;
     uint64_t diff = 0;
     for (unsigned i = 0; i < n; i++)
@@ -96,6 +105,7 @@ void ml_pystacks_put(unsigned domain, const uint64_t *native, unsigned n, const 
                                                             memory_order_relaxed))
         return;
     atomic_thread_fence(memory_order_release);
+    ST(x->epoch, epoch_now());
     ST(x->domain, (uint8_t)domain);
     ST(x->n, (uint8_t)n);
     ST(x->nf, (uint8_t)nf);

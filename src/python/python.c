@@ -24,6 +24,7 @@
  * it land, hundreds of times, inside one other unwind-table entry (FDE) —
  * that entry is the cold part. */
 #include "python/python.h"
+#include "core/ledger.h"
 #include "unwind/capture.h"
 #include "common/config.h"
 #include "snapshot/dumper.h"
@@ -210,6 +211,7 @@ static void start_frames(void *h)
         return;
     }
     ml_pyframes_init(&py.conf);
+    ml_ledger_set_python_encoder(ml_pyframes_encode);
     ml_snapshot_set_pyframe_fn(ml_pyframes_name);
     if (ml_pystacks_init())
         ml_capture_set_merge_intern(ml_pyframes_intern);

@@ -1,18 +1,36 @@
 /* snapshot_write.c — one snapshot from the live ledger (see snapshot_write.h).
+ *
+ * A snapshot is sized by what is live, not by everything the process ever
+ * did: `import torch` alone sees about a million distinct stacks, almost
+ * all of which hold nothing a moment later. So, in four steps:
+ *   select_stacks  the stacks that hold memory now, and those that
+ *                  allocated or freed anything since this process's
+ *                  previous snapshot: so every allocation shows, with its
+ *                  stack, in the snapshot that follows it (unless the store
+ *                  collected the stack first: core/ledger.c), a stack that
+ *                  went to zero is seen going there, and a stack that did
+ *                  nothing and holds nothing is left out; every stack still
+ *                  counts in the domain totals;
+ *   select_nodes   the call-tree nodes on their paths, each once, numbered
+ *                  parents first (a parent is always older than its child,
+ *                  so ascending node ids are such an order);
+ *   number_frames  the distinct frames of those nodes, each once;
+ *   write_body     header, modules, frames, nodes, stacks — gzip
+ *                  compressed on its way to the file.
  * The ledger is read while threads keep allocating: counters are summed
  * shard by shard without stopping anyone, so a snapshot is a consistent
  * view of each stack, not an instant of the whole process. */
 
 #include "snapshot/snapshot_write.h"
-#include "core/addrtab.h"
 #include "common/config.h"
 #include "common/format.h"
 #include "common/io.h"
+#include "core/addrtab.h"
 #include "core/ledger.h"
 #include "core/modules.h"
-#include "snapshot/symbolize.h"
+#include "core/stacktree.h"
 #include "core/track.h"
-#include "core/sysmem.h"
+#include "snapshot/symbolize.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +41,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 _Atomic uint64_t ml_snapshots_failed;
 
@@ -30,18 +49,18 @@ static ml_header_fn header_fns[8];
 static _Atomic unsigned nheader_fns;
 static ml_pyframe_fn pyframe_fn;
 
+static struct {
+    const char *name;
+    uint64_t (*resident)(void);
+} memory_fns[8];
+static _Atomic unsigned nmemory_fns;
+
 void ml_snapshot_add_header(ml_header_fn fn)
 {
     unsigned i = atomic_fetch_add(&nheader_fns, 1);
     if (i < ML_ARRAY_LEN(header_fns))
         header_fns[i] = fn;
 }
-
-static struct {
-    const char *name;
-    uint64_t (*resident)(void);
-} memory_fns[8];
-static _Atomic unsigned nmemory_fns;
 
 void ml_snapshot_add_memory(const char *name, uint64_t (*resident)(void))
 {
@@ -55,53 +74,143 @@ void ml_snapshot_add_memory(const char *name, uint64_t (*resident)(void))
 
 void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn) { pyframe_fn = fn; }
 
-/* ---- the frame table: each distinct frame once, referenced by number ---- */
+/* ---- what a snapshot holds ---- */
 
 typedef struct {
-    uint64_t a, b;   /* native: pc, module+1 ; python: the two words */
-    bool python;
     uint32_t id;
-    bool used;
-} fkey_t;
+    ml_stack_view_t v;
+    ml_totals_t t;
+} row_t;
 
 typedef struct {
-    fkey_t *slots;
-    size_t cap, n;
-    fkey_t **order; /* by id */
-} frames_t;
+    row_t *rows;
+    size_t nrows;
+    uint32_t nstacks;           /* ids looked at */
+    uint64_t *moves;            /* per id: allocations plus frees now */
+    ml_totals_t dom[ML_DOM_COUNT];
+    uint32_t *out_of;           /* node id -> its number in the file (0: the root, or not written) */
+    uint32_t *nodes;            /* the file's nodes in order: node ids */
+    uint32_t nnodes;
+    uint32_t *frame_of;         /* per file node: its frame's number */
+    uint64_t *frames;           /* the file's frames in order: encoded words */
+    uint32_t nframes;
+} plan_t;
 
-static bool frames_init(frames_t *f, size_t expect)
-{
-    f->cap = 1024;
-    while (f->cap < expect * 2)
-        f->cap <<= 1;
-    f->n = 0;
-    f->slots = calloc(f->cap, sizeof *f->slots);
-    f->order = malloc(f->cap * sizeof *f->order);
-    return f->slots && f->order;
-}
+/* Per stack id, its allocations plus frees at this process's previous
+ * snapshot (the dumper thread's alone: snapshots are written one at a
+ * time). Counts only grow, so a stack did something since exactly when
+ * its sum differs. */
+static uint64_t *prev_moves;
+static uint32_t prev_n;
 
-static uint32_t frames_get(frames_t *f, bool python, uint64_t a, uint64_t b)
+static inline uint64_t moves(const ml_totals_t *t) { return t->total_count + (t->total_count - t->live_count); }
+
+static int select_stacks(plan_t *p)
 {
-    uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full) ^ python;
-    size_t i = (size_t)(h ^ (h >> 29)) & (f->cap - 1);
-    for (;; i = (i + 1) & (f->cap - 1)) {
-        fkey_t *k = &f->slots[i];
-        if (!k->used) {
-            k->used = true;
-            k->a = a;
-            k->b = b;
-            k->python = python;
-            k->id = (uint32_t)f->n;
-            f->order[f->n++] = k;
-            return k->id;
+    p->nstacks = ml_ledger_ids();
+    p->rows = malloc((size_t)p->nstacks * sizeof *p->rows + 1);
+    p->moves = malloc((size_t)p->nstacks * sizeof *p->moves + 1);
+    if (!p->rows || !p->moves)
+        return ENOMEM;
+    for (uint32_t id = 0; id < p->nstacks; id++) {
+        row_t *r = &p->rows[p->nrows];
+        p->moves[id] = 0;
+        if (!ml_ledger_stack(id, &r->v))
+            continue;
+        ml_ledger_totals(id, &r->t);
+        ml_totals_t *d = &p->dom[r->v.domain];
+        d->live_bytes += r->t.live_bytes;
+        d->live_count += r->t.live_count;
+        d->total_bytes += r->t.total_bytes;
+        d->total_count += r->t.total_count;
+        p->moves[id] = moves(&r->t);
+        bool live = r->t.live_count || r->t.live_bytes;
+        if (live || p->moves[id] != (id < prev_n ? prev_moves[id] : 0)) {
+            r->id = id;
+            p->nrows++;
         }
-        if (k->a == a && k->b == b && k->python == python)
-            return k->id;
     }
+    return 0;
 }
 
-/* ---- header pieces ---- */
+/* This snapshot was written: its counts are what the next compares with. */
+static void remember_moves(plan_t *p)
+{
+    free(prev_moves);
+    prev_moves = p->moves;
+    prev_n = p->nstacks;
+    p->moves = NULL;
+}
+
+static int select_nodes(plan_t *p, const ml_tree_t *t)
+{
+    uint32_t total = ml_tree_count((ml_tree_t *)t);
+    p->out_of = calloc(total + 1, sizeof *p->out_of);
+    if (!p->out_of)
+        return ENOMEM;
+    uint32_t marked = 0;
+    for (size_t i = 0; i < p->nrows; i++) {
+        /* up to the root, or to a node another stack marked already */
+        for (uint32_t n = p->rows[i].v.leaf; n != ML_NODE_ROOT && n < total && !p->out_of[n];
+             n = ml_tree_node(t, n)->parent) {
+            p->out_of[n] = 1;
+            marked++;
+        }
+    }
+    p->nodes = malloc((size_t)marked * sizeof *p->nodes + 1);
+    if (!p->nodes)
+        return ENOMEM;
+    for (uint32_t n = 1; n < total && p->nnodes < marked; n++)
+        if (p->out_of[n]) {
+            p->nodes[p->nnodes++] = n;
+            p->out_of[n] = p->nnodes;
+        }
+    return 0;
+}
+
+typedef struct {
+    uint64_t word;
+    uint32_t node; /* the file's number - 1 */
+} word_t;
+
+static int cmp_word(const void *a, const void *b)
+{
+    const word_t *x = a, *y = b;
+    return x->word < y->word ? -1 : x->word > y->word ? 1 : (x->node > y->node) - (x->node < y->node);
+}
+
+static int number_frames(plan_t *p, const ml_tree_t *t)
+{
+    word_t *w = malloc((size_t)p->nnodes * sizeof *w + 1);
+    p->frame_of = malloc((size_t)p->nnodes * sizeof *p->frame_of + 1);
+    p->frames = malloc((size_t)p->nnodes * sizeof *p->frames + 1);
+    if (!w || !p->frame_of || !p->frames) {
+        free(w);
+        return ENOMEM;
+    }
+    for (uint32_t i = 0; i < p->nnodes; i++)
+        w[i] = (word_t){ml_tree_node(t, p->nodes[i])->word, i};
+    qsort(w, p->nnodes, sizeof *w, cmp_word);
+    for (uint32_t i = 0; i < p->nnodes; i++) {
+        if (!i || w[i].word != w[i - 1].word)
+            p->frames[p->nframes++] = w[i].word;
+        p->frame_of[w[i].node] = p->nframes - 1;
+    }
+    free(w);
+    return 0;
+}
+
+static void plan_free(plan_t *p)
+{
+    free(p->rows);
+    free(p->moves);
+    free(p->out_of);
+    free(p->nodes);
+    free(p->frame_of);
+    free(p->frames);
+}
+
+/* ---- writing ---- */
 
 static void read_status(uint64_t *rss, uint64_t *peak)
 {
@@ -155,14 +264,7 @@ static void write_kv_u64(ml_out_t *o, const char *k, uint64_t v)
 
 static const char *const domain_names[] = ML_DOMAIN_NAMES;
 
-typedef struct {
-    uint32_t id;
-    ml_stack_view_t v;
-    ml_totals_t t;
-} row_t;
-
-static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger, row_t *rows,
-                       size_t nrows, frames_t *fr, uint32_t **frame_ids, uint32_t *nframe_ids)
+static void write_header(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger, const plan_t *p)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -179,8 +281,7 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     ml_out_field(o, exe);
     ml_out_char(o, '\n');
     write_cmdline(o);
-    ml_out_printf(o, "time\t%llu.%09llu\n", (unsigned long long)ts.tv_sec,
-                  (unsigned long long)ts.tv_nsec);
+    ml_out_printf(o, "time\t%llu.%09llu\n", (unsigned long long)ts.tv_sec, (unsigned long long)ts.tv_nsec);
     write_kv_u64(o, "seq", seq);
     ml_out_printf(o, "trigger\t%s\n", trigger);
     write_kv_u64(o, "rss", rss);
@@ -192,11 +293,19 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     ml_ledger_stats(&ls);
     ml_addrtab_stats_t as;
     ml_addrtab_stats(&as);
+    uint64_t store = ml_ledger_resident();
     ml_out_printf(o, "stacks\t%llu\t%llu\t%llu\n", (unsigned long long)(ls.used - ML_STACK_FIRST),
                   (unsigned long long)ls.capacity, (unsigned long long)ls.overflowed);
-    ml_out_printf(o, "addresses\t%llu\t%llu\n", (unsigned long long)as.entries,
-                  (unsigned long long)as.bytes);
-    ml_out_printf(o, "memory\tstacks\t%llu\taddresses\t%llu", (unsigned long long)ml_ledger_resident(),
+    ml_out_printf(o,
+                  "store\tresident\t%llu\tnodes\t%llu\tstacks\t%llu\tnode_capacity\t%llu\tdegraded\t%llu"
+                  "\tcollections\t%llu\tcollected\t%llu\n",
+                  (unsigned long long)store, (unsigned long long)ls.nodes,
+                  (unsigned long long)(ls.used - ML_STACK_FIRST), (unsigned long long)ls.nodes_capacity,
+                  (unsigned long long)ls.degraded, (unsigned long long)ls.collections,
+                  (unsigned long long)ls.collected);
+    ml_out_printf(o, "written\tstacks\t%zu\tnodes\t%u\tframes\t%u\n", p->nrows, p->nnodes, p->nframes);
+    ml_out_printf(o, "addresses\t%llu\t%llu\n", (unsigned long long)as.entries, (unsigned long long)as.bytes);
+    ml_out_printf(o, "memory\tstacks\t%llu\taddresses\t%llu", (unsigned long long)store,
                   (unsigned long long)as.bytes);
     unsigned nm_fns = atomic_load(&nmemory_fns);
     for (unsigned i = 0; i < nm_fns && i < ML_ARRAY_LEN(memory_fns); i++)
@@ -204,91 +313,155 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     ml_out_char(o, '\n');
     ml_out_printf(o, "problem\taddress_reused_untracked\t%llu\n", (unsigned long long)as.replaced);
     ml_out_printf(o, "problem\taddress_table_full\t%llu\n", (unsigned long long)as.nomem);
-    ml_out_printf(o, "problem\tstack_table_full\t%llu\n", (unsigned long long)ls.overflowed);
-    ml_out_printf(o, "problem\tsnapshots_failed\t%llu\n",
-                  (unsigned long long)atomic_load(&ml_snapshots_failed));
-
-    ml_totals_t dom[ML_DOM_COUNT];
-    memset(dom, 0, sizeof dom);
-    for (size_t i = 0; i < nrows; i++) {
-        ml_totals_t *d = &dom[rows[i].v.domain];
-        d->live_bytes += rows[i].t.live_bytes;
-        d->live_count += rows[i].t.live_count;
-        d->total_bytes += rows[i].t.total_bytes;
-        d->total_count += rows[i].t.total_count;
-    }
-    for (int d = 0; d < ML_DOM_COUNT; d++)
+    ml_out_printf(o, "problem\tstack_store_degraded\t%llu\n", (unsigned long long)ls.degraded);
+    ml_out_printf(o, "problem\tstack_store_overflowed\t%llu\n", (unsigned long long)ls.overflowed);
+    ml_out_printf(o, "problem\tcounts_dropped\t%llu\n", (unsigned long long)ls.counts_dropped);
+    ml_out_printf(o, "problem\tsnapshots_failed\t%llu\n", (unsigned long long)atomic_load(&ml_snapshots_failed));
+    for (int d = 0; d < ML_DOM_COUNT; d++) {
+        uint64_t rb, rc; /* what collected stacks of the domain had allocated */
+        ml_ledger_retired((unsigned)d, &rb, &rc);
         ml_out_printf(o, "domain\t%s\t%llu\t%llu\t%llu\t%llu\n", domain_names[d],
-                      (unsigned long long)dom[d].live_bytes, (unsigned long long)dom[d].live_count,
-                      (unsigned long long)dom[d].total_bytes, (unsigned long long)dom[d].total_count);
+                      (unsigned long long)p->dom[d].live_bytes, (unsigned long long)p->dom[d].live_count,
+                      (unsigned long long)(p->dom[d].total_bytes + rb),
+                      (unsigned long long)(p->dom[d].total_count + rc));
+    }
     unsigned nh = atomic_load(&nheader_fns);
     for (unsigned i = 0; i < nh && i < ML_ARRAY_LEN(header_fns); i++)
         if (header_fns[i])
             header_fns[i](o);
+}
 
+static void write_modules(ml_out_t *o)
+{
     uint32_t nm = ml_modules_count();
     for (uint32_t i = 0; i < nm; i++) {
         const ml_module_t *m = ml_modules_get(i);
         char bid[2 * ML_BUILD_ID_MAX + 1];
         ml_build_id_hex(m, bid, sizeof bid);
-        ml_out_printf(o, "module\t%u\t%s\t%llx\t%llx\t%s\t", i, bid[0] ? bid : "-",
-                      (unsigned long long)m->bias, (unsigned long long)(m->hi - m->lo),
+        ml_out_printf(o, "module\t%u\t%s\t%llx\t%llx\t%s\t", i, bid[0] ? bid : "-", (unsigned long long)m->bias,
+                      (unsigned long long)(m->hi - m->lo),
                       atomic_load(&m->removed_gen) ? "unloaded" : "loaded");
         ml_out_field(o, m->path);
         ml_out_char(o, '\n');
     }
+}
 
-    for (size_t f = 0; f < fr->n; f++) {
-        const fkey_t *k = fr->order[f];
-        ml_out_printf(o, "frame\t%zu\t", f);
-        if (k->python) {
-            ml_pyframe_t py = {NULL, NULL, 0};
-            if (!pyframe_fn || !pyframe_fn(k->a, k->b, &py))
-                py.function = "[unknown python frame]";
-            ml_out_str(o, "python\t-\t-\t");
-            ml_out_field(o, py.function);
-            ml_out_char(o, '\t');
-            ml_out_field(o, py.file);
-            ml_out_char(o, '\t');
-            if (py.line > 0)
-                ml_out_u64(o, (uint64_t)py.line);
-            else
-                ml_out_char(o, '-');
-        } else if (k->b == 0) {
-            ml_out_printf(o, "native\t-\t%llx\t-\t-\t-", (unsigned long long)k->a);
-        } else {
-            uint32_t mi = (uint32_t)(k->b - 1);
-            const ml_module_t *m = ml_modules_get(mi);
-            ml_symbol_t s;
-            ml_symbolize(mi, (uintptr_t)k->a, &s);
-            ml_out_printf(o, "native\t%u\t%llx\t", mi, (unsigned long long)(k->a - m->bias));
-            ml_out_field(o, s.function);
-            ml_out_char(o, '\t');
-            ml_out_field(o, s.file);
-            ml_out_char(o, '\t');
-            if (s.line > 0)
-                ml_out_u64(o, (uint64_t)s.line);
-            else
-                ml_out_char(o, '-');
-        }
-        ml_out_char(o, '\n');
+static void write_name(ml_out_t *o, const char *function, const char *file, int line)
+{
+    ml_out_field(o, function);
+    ml_out_char(o, '\t');
+    ml_out_field(o, file);
+    ml_out_char(o, '\t');
+    if (line > 0)
+        ml_out_u64(o, (uint64_t)line);
+    else
+        ml_out_char(o, '-');
+}
+
+static void write_native(ml_out_t *o, uint32_t mi, uintptr_t offset)
+{
+    const ml_module_t *m = ml_modules_get(mi);
+    ml_symbol_t s;
+    ml_symbolize(mi, m->bias + offset, &s);
+    ml_out_printf(o, "native\t%u\t%llx\t", mi, (unsigned long long)offset);
+    write_name(o, s.function, s.file, s.line);
+}
+
+static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
+{
+    ml_out_printf(o, "frame\t%u\t", i);
+    switch (ML_WORD_KIND(w)) {
+    case ML_WORD_MARK:
+        ml_out_str(o, "mark\t-\t-\t");
+        write_name(o, w == ML_MARK_ELIDED ? "[native frames left out: the stack store was full]" : "[mark]", NULL,
+                   0);
+        break;
+    case ML_WORD_PY: {
+        ml_pyframe_t py = {NULL, NULL, 0};
+        if (!pyframe_fn || !pyframe_fn(w, &py))
+            py.function = "[unknown python frame]";
+        ml_out_str(o, "python\t-\t-\t");
+        write_name(o, py.function, py.file, py.line);
+        break;
     }
+    case ML_WORD_ABS: {
+        /* in no module when captured (JIT code, or one registered late) */
+        uintptr_t pc = (uintptr_t)(w & ~ML_WORD_MARK);
+        int mi = ml_modules_find(pc, gen);
+        if (mi >= 0)
+            write_native(o, (uint32_t)mi, pc - ml_modules_get((uint32_t)mi)->bias);
+        else
+            ml_out_printf(o, "native\t-\t%llx\t-\t-\t-", (unsigned long long)pc);
+        break;
+    }
+    default:
+        write_native(o, (uint32_t)(w >> ML_WORD_MODULE_SHIFT) - 1, (uintptr_t)(w & ML_WORD_OFFSET_MASK));
+        break;
+    }
+    ml_out_char(o, '\n');
+}
 
-    for (size_t i = 0; i < nrows; i++) {
-        const row_t *r = &rows[i];
+static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger, const plan_t *p, uint32_t gen,
+                       const ml_tree_t *t)
+{
+    write_header(o, pid, seq, trigger, p);
+    write_modules(o);
+    for (uint32_t f = 0; f < p->nframes; f++)
+        write_frame(o, f, p->frames[f], gen);
+    for (uint32_t i = 0; i < p->nnodes; i++) {
+        uint32_t parent = ml_tree_node(t, p->nodes[i])->parent;
+        ml_out_printf(o, "node\t%u\t%u\t%u\n", i + 1, parent == ML_NODE_ROOT ? 0 : p->out_of[parent],
+                      p->frame_of[i]);
+    }
+    for (size_t i = 0; i < p->nrows; i++) {
+        const row_t *r = &p->rows[i];
         ml_out_printf(o, "stack\t%u\t%s\t%llu\t%llu\t%llu\t%llu\t", r->id, domain_names[r->v.domain],
                       (unsigned long long)r->t.live_bytes, (unsigned long long)r->t.live_count,
                       (unsigned long long)r->t.total_bytes, (unsigned long long)r->t.total_count);
-        if (!nframe_ids[i])
+        if (r->v.overflow)
             ml_out_char(o, '-');
-        for (uint32_t k = 0; k < nframe_ids[i]; k++) {
-            if (k)
-                ml_out_char(o, ' ');
-            ml_out_u64(o, frame_ids[i][k]);
-        }
+        else
+            ml_out_u64(o, r->v.leaf == ML_NODE_ROOT ? 0 : p->out_of[r->v.leaf]);
         ml_out_char(o, '\n');
     }
-    ml_out_printf(o, "end\t%zu\t%zu\n", nrows, fr->n);
+    ml_out_printf(o, "end\t%zu\t%u\t%u\n", p->nrows, p->nframes, p->nnodes);
+}
+
+/* ---- the file: gzip on the way out, temporary name, rename ---- */
+
+typedef struct {
+    z_stream z;
+    int fd;
+    unsigned char out[1 << 16];
+} gz_t;
+
+static int gz_drain(gz_t *g, int flush)
+{
+    do {
+        g->z.next_out = g->out;
+        g->z.avail_out = sizeof g->out;
+        int r = deflate(&g->z, flush);
+        if (r == Z_STREAM_ERROR)
+            return EIO;
+        size_t have = sizeof g->out - g->z.avail_out, off = 0;
+        while (off < have) {
+            ssize_t w = write(g->fd, g->out + off, have - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return errno;
+            off += (size_t)w;
+        }
+    } while (g->z.avail_out == 0);
+    return 0;
+}
+
+static int gz_sink(void *ctx, const char *p, size_t n)
+{
+    gz_t *g = ctx;
+    g->z.next_in = (unsigned char *)(uintptr_t)p;
+    g->z.avail_in = (uInt)n;
+    return gz_drain(g, Z_NO_FLUSH);
 }
 
 /* Creates the temporary file: never through a symlink (O_NOFOLLOW), never
@@ -296,26 +469,6 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
  * so a file left by an earlier process with the same pid, or one planted in
  * a shared directory, cannot block the snapshot. Returns the fd, or -1 with
  * errno set. */
-/* The module of each return address, remembered: a big process has
- * hundreds of modules and its stacks share most of their addresses, so the
- * registry's scan would otherwise run tens of millions of times. */
-typedef struct {
-    uint64_t pc;
-    uint32_t gen;
-    int mi;
-} modhit_t;
-#define MODHITS 16384
-
-static int module_of(modhit_t *hits, uint64_t pc, uint32_t gen)
-{
-    if (!hits)
-        return ml_modules_find((uintptr_t)pc, gen);
-    modhit_t *h = &hits[((pc ^ gen) * 0x9e3779b97f4a7c15ull) >> 50];
-    if (h->pc != pc || h->gen != gen || !h->pc)
-        *h = (modhit_t){pc, gen, ml_modules_find((uintptr_t)pc, gen)};
-    return h->mi;
-}
-
 static int create_temp(int dfd, pid_t pid, unsigned seq, char *name, size_t cap)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -334,115 +487,81 @@ static int create_temp(int dfd, pid_t pid, unsigned seq, char *name, size_t cap)
     return -1;
 }
 
-int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger,
-                      char *path_out, size_t cap)
+/* Writes the plan into an open file, compressed. Returns 0 or an errno. */
+static int write_file(int fd, pid_t pid, unsigned seq, const char *trigger, const plan_t *p, uint32_t gen,
+                      const ml_tree_t *t)
+{
+    gz_t *g = malloc(sizeof *g);
+    ml_out_t *o = malloc(sizeof *o);
+    int err = 0;
+    if (!g || !o) {
+        free(g);
+        free(o);
+        return ENOMEM;
+    }
+    memset(&g->z, 0, sizeof g->z);
+    g->fd = fd;
+    /* level 1: a snapshot is mostly repeated names and small numbers, which
+     * the fastest level already shrinks several times over */
+    if (deflateInit2(&g->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(g);
+        free(o);
+        return ENOMEM;
+    }
+    ml_out_init_sink(o, gz_sink, g);
+    write_body(o, pid, seq, trigger, p, gen, t);
+    if (!ml_out_flush(o))
+        err = o->err ? o->err : EIO;
+    g->z.next_in = NULL;
+    g->z.avail_in = 0;
+    if (!err)
+        err = gz_drain(g, Z_FINISH);
+    deflateEnd(&g->z);
+    free(g);
+    free(o);
+    return err;
+}
+
+int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger, char *path_out, size_t cap)
 {
     char tmp[128], final[128];
     ml_fmt(final, sizeof final, "memledger.%d.%u.%s", (int)pid, seq, ML_SNAPSHOT_EXT);
-
     uint32_t gen = ml_modules_sync(true);
-    (void)gen;
-    uint32_t nids = ml_ledger_ids();
-    row_t *rows = malloc((size_t)nids * sizeof *rows + 1);
-    uint32_t **fids = calloc((size_t)nids + 1, sizeof *fids);
-    uint32_t *nfids = calloc((size_t)nids + 1, sizeof *nfids);
-    frames_t fr = {0};
-    modhit_t *hits = calloc(MODHITS, sizeof *hits); /* optional: a miss is only slower */
-    ml_out_t *o = malloc(sizeof *o);
-    int err = 0, fd = -1, dfd = -1;
-    size_t nrows = 0;
-    if (!rows || !fids || !nfids || !o || !frames_init(&fr, 4096)) {
-        err = ENOMEM;
-        goto out;
-    }
-    for (uint32_t id = 0; id < nids; id++) {
-        row_t *r = &rows[nrows];
-        if (!ml_ledger_stack(id, &r->v))
-            continue;
-        ml_ledger_totals(id, &r->t);
-        if (!r->t.total_count)
-            continue;
-        r->id = id;
-        /* frames: python pairs stay pairs; native pcs get their module */
-        uint32_t *ids = malloc((r->v.n + 1) * sizeof *ids);
-        if (!ids) {
-            err = ENOMEM;
-            goto out;
-        }
-        uint32_t k = 0;
-        for (unsigned w = 0; w < r->v.n; w++) {
-            uint64_t word = r->v.words[w];
-            if ((word & ML_WORD_PY) && w + 1 < r->v.n) {
-                ids[k++] = frames_get(&fr, true, word, r->v.words[w + 1]);
-                w++;
-            } else {
-                int mi = module_of(hits, word, r->v.modgen);
-                ids[k++] = frames_get(&fr, false, word, mi >= 0 ? (uint64_t)mi + 1 : 0);
-            }
-            if (fr.n * 2 >= fr.cap) { /* grow the frame table */
-                frames_t bigger;
-                if (!frames_init(&bigger, fr.cap)) {
-                    err = ENOMEM;
-                    free(ids);
-                    goto out;
-                }
-                for (size_t f = 0; f < fr.n; f++) {
-                    fkey_t *old = fr.order[f];
-                    frames_get(&bigger, old->python, old->a, old->b);
-                }
-                free(fr.slots);
-                free(fr.order);
-                fr = bigger;
-            }
-        }
-        fids[nrows] = ids;
-        nfids[nrows] = k;
-        nrows++;
-    }
+    /* the stacks' leaves are nodes of the current tree: no collection runs
+     * while a snapshot is written (both hold the dumper's lock) */
+    const ml_tree_t *t = ml_ledger_tree();
+    plan_t p;
+    memset(&p, 0, sizeof p);
+    int err = select_stacks(&p);
+    if (!err)
+        err = select_nodes(&p, t);
+    if (!err)
+        err = number_frames(&p, t);
 
     /* Every step is relative to one open descriptor of the directory, so a
      * directory renamed or replaced mid-write cannot split the temporary
      * file from its final name. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
+    int dfd = -1, fd = -1;
+    if (!err && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         err = errno;
-        goto out;
-    }
-    fd = create_temp(dfd, pid, seq, tmp, sizeof tmp);
-    if (fd < 0) {
+    if (!err && (fd = create_temp(dfd, pid, seq, tmp, sizeof tmp)) < 0)
         err = errno;
-        goto out;
-    }
-    ml_out_init(o, fd);
-    write_body(o, pid, seq, trigger, rows, nrows, &fr, fids, nfids);
-    if (!ml_out_flush(o))
-        err = o->err ? o->err : EIO;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    fd = -1;
-    if (!err && renameat(dfd, tmp, dfd, final) != 0)
-        err = errno;
-    if (err)
-        unlinkat(dfd, tmp, 0);
-    else if (path_out)
-        ml_fmt(path_out, cap, "%s/%s", dir, final);
-out:
-    if (fd >= 0) {
-        close(fd);
-        unlinkat(dfd, tmp, 0);
+    if (!err) {
+        err = write_file(fd, pid, seq, trigger, &p, gen, t);
+        if (close(fd) != 0 && !err)
+            err = errno;
+        if (!err && renameat(dfd, tmp, dfd, final) != 0)
+            err = errno;
+        if (err)
+            unlinkat(dfd, tmp, 0);
+        else if (path_out)
+            ml_fmt(path_out, cap, "%s/%s", dir, final);
     }
     if (dfd >= 0)
         close(dfd);
-    if (fids)
-        for (size_t i = 0; i < nrows; i++)
-            free(fids[i]);
-    free(fids);
-    free(nfids);
-    free(rows);
-    free(fr.slots);
-    free(fr.order);
-    free(hits);
-    free(o);
+    if (!err)
+        remember_moves(&p);
+    plan_free(&p);
     if (err)
         atomic_fetch_add(&ml_snapshots_failed, 1);
     return err;

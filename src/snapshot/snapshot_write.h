@@ -25,13 +25,14 @@ void ml_snapshot_add_header(ml_header_fn fn);
  * `resident` returns when the snapshot is written; up to 8. */
 void ml_snapshot_add_memory(const char *name, uint64_t (*resident)(void));
 
-/* How Python frames are named (set by pyframes.c). Returns false when the
- * pair of words cannot be named; strings must outlive the call. */
+/* How Python frames are named (set by python.c): the encoded word of a
+ * Python frame (core/ledger.h). Returns false when it cannot be named;
+ * strings must outlive the call. */
 typedef struct {
     const char *function, *file;
     int line;
 } ml_pyframe_t;
-typedef bool (*ml_pyframe_fn)(uint64_t w0, uint64_t w1, ml_pyframe_t *out);
+typedef bool (*ml_pyframe_fn)(uint64_t word, ml_pyframe_t *out);
 void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn);
 
 /* Snapshots that could not be written so far (reported in the next one). */

@@ -3,8 +3,7 @@
  * The default ("auto") unwinder is a table-driven walk: memledger's own
  * frames are left by their frame pointers (the library is always built with
  * them), then each caller frame is stepped with the rule its return address
- * has in unwind_rules.h — a lookup and two or three loads per frame, the
- * stack hash updated on the way. A return address without a rule yet sends
+ * has in unwind_rules.h — a lookup and two or three loads per frame. A return address without a rule yet sends
  * that one stack to libunwind (and the address to the rule service), so
  * stacks are always complete; they are also identical whichever path took
  * them, since both produce the same return addresses.
@@ -79,6 +78,7 @@ void ml_capture_init(void)
 {
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&ml_capture_init);
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    ml_unwind_fast_init();
     if (ml_config.unwind == ML_UNWIND_AUTO)
         rules_ok = ml_unwind_rules_init() && ml_stack_cache_init();
     ml_snapshot_add_header(header);
@@ -120,7 +120,7 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_fp(uintptr_t *pcs, unsig
     return n;
 }
 
-static unsigned walk_slow(ml_unwinder_fn fn, uint64_t *words, unsigned max, uint64_t *hash)
+static unsigned walk_slow(ml_unwinder_fn fn, uint64_t *words, unsigned max)
 {
     uintptr_t pcs[ML_MAX_DEPTH + 32];
     unsigned want = max + 32 < ML_ARRAY_LEN(pcs) ? max + 32 : (unsigned)ML_ARRAY_LEN(pcs);
@@ -129,31 +129,18 @@ static unsigned walk_slow(ml_unwinder_fn fn, uint64_t *words, unsigned max, uint
     while (skip < n && ml_capture_is_self(pcs[skip]))
         skip++;
     unsigned k = 0;
-    uint64_t h = ml_hash_begin();
-    for (unsigned i = skip; i < n && k < max; i++) {
+    for (unsigned i = skip; i < n && k < max; i++)
         words[k++] = pcs[i];
-        h = ml_hash_word(h, pcs[i]);
-    }
-    *hash = h;
     return k;
 }
 
-static unsigned rehash(const uint64_t *words, unsigned n, uint64_t *hash)
-{
-    uint64_t h = ml_hash_begin();
-    for (unsigned i = 0; i < n; i++)
-        h = ml_hash_word(h, words[i]);
-    *hash = h;
-    return n;
-}
-
 /* The configured slow unwinder (or a test's). */
-static unsigned slow(uint64_t *words, unsigned max, uint64_t *hash)
+static unsigned slow(uint64_t *words, unsigned max)
 {
     ml_unwinder_fn fn = __atomic_load_n(&unwinder, __ATOMIC_ACQUIRE);
     if (!fn)
         fn = ml_config.unwind == ML_UNWIND_FP ? ml_unwind_fp : ml_unwind_libunwind;
-    unsigned n = walk_slow(fn, words, max, hash);
+    unsigned n = walk_slow(fn, words, max);
     if (rules_ok && fn == ml_unwind_libunwind) {
         atomic_fetch_add_explicit(&slow_count, 1, memory_order_relaxed);
         /* the fast walk stopped at the first address without a rule; hand
@@ -169,57 +156,63 @@ static unsigned slow(uint64_t *words, unsigned max, uint64_t *hash)
 
 static unsigned native_max(unsigned cap) { return ml_config.depth < cap ? ml_config.depth : cap; }
 
-unsigned ml_capture(uint64_t *words, unsigned cap, uint64_t *hash)
-{
-    unsigned max = native_max(cap), n = ML_WALK_DEFER;
+/* How the native chain was had: from the chain cache (with the stack id
+ * cached beside it, when the chain is the whole stack), or by a walk the
+ * cache can learn from, or by the slow unwinder. */
+typedef struct {
+    uint32_t id;     /* the cached stack id; 0: none */
+    bool learn;      /* a fast walk: put it in the cache */
     ml_entry_t e;
-    if (rules_ok && !__atomic_load_n(&unwinder, __ATOMIC_ACQUIRE) && ml_unwind_entry(&e))
-        n = ml_unwind_walk(&e, words, max, hash, NULL);
-    if (n == ML_WALK_DEFER)
-        n = slow(words, max, hash);
-    ml_merge_fn m = __atomic_load_n(&merge, __ATOMIC_ACQUIRE);
-    if (m)
-        n = rehash(words, m(words, n, cap), hash);
-    return n;
+    ml_checks_t checks;
+} native_t;
+
+/* The calling thread's native chain into words[max]; returns its length.
+ * `words_needed`: the caller merges Python frames into the chain, so a
+ * cache hit must hand the words over too. */
+static unsigned native_chain(unsigned domain, uint64_t *words, unsigned max, bool words_needed, native_t *nat)
+{
+    unsigned n;
+    nat->id = 0;
+    nat->learn = false;
+    if (rules_ok && !__atomic_load_n(&unwinder, __ATOMIC_ACQUIRE) && ml_unwind_entry(&nat->e)) {
+        /* a chain seen before: no unwinding */
+        if (ml_stack_cache_find(&nat->e, domain, words_needed ? words : NULL, max, &n, &nat->id))
+            return n;
+        n = ml_unwind_walk(&nat->e, words, max, &nat->checks);
+        if (n != ML_WALK_DEFER) {
+            nat->learn = true;
+            return n;
+        }
+    }
+    return slow(words, max);
 }
 
-static uint32_t intern(unsigned domain, uint64_t *words, unsigned n, uint64_t h, ml_merge_fn m)
+unsigned ml_capture(uint64_t *words, unsigned cap)
 {
-    if (m) {
-        ml_merge_intern_fn mi = __atomic_load_n(&merge_intern, __ATOMIC_ACQUIRE);
-        if (mi)
-            return mi(domain, words, n, ML_STACK_WORDS);
-        n = rehash(words, m(words, n, ML_STACK_WORDS), &h);
-    }
-    return ml_ledger_intern(domain, words, n, ml_hash_end(h, domain, n));
+    native_t nat;
+    unsigned n = native_chain(0, words, native_max(cap), true, &nat);
+    ml_merge_fn m = __atomic_load_n(&merge, __ATOMIC_ACQUIRE);
+    return m ? m(words, n, cap) : n;
 }
 
 uint32_t ml_capture_stack(unsigned domain)
 {
-    uint64_t words[ML_STACK_WORDS], h = 0;
-    unsigned max = native_max(ML_STACK_WORDS), n;
-    ml_merge_fn m = __atomic_load_n(&merge, __ATOMIC_ACQUIRE);
-    ml_entry_t e;
-    if (rules_ok && !__atomic_load_n(&unwinder, __ATOMIC_ACQUIRE) && ml_unwind_entry(&e)) {
-        uint32_t id;
-        /* A chain seen before: no unwinding, and without Python frames to
-         * merge, no hashing or table probe either. */
-        if (ml_stack_cache_find(&e, domain, m ? words : NULL, max, &n, &id))
-            return m ? intern(domain, words, n, 0, m) : id;
-        ml_checks_t checks;
-        n = ml_unwind_walk(&e, words, max, &h, &checks);
-        if (n != ML_WALK_DEFER) {
-            if (m) {
-                /* the merged stack differs with the Python state: cache the
-                 * native chain only */
-                ml_stack_cache_put(&e, domain, words, n, &checks, 0);
-                return intern(domain, words, n, h, m);
-            }
-            id = intern(domain, words, n, h, NULL);
-            ml_stack_cache_put(&e, domain, words, n, &checks, id);
-            return id;
-        }
+    uint64_t words[ML_STACK_WORDS];
+    native_t nat;
+    ml_merge_intern_fn mi = __atomic_load_n(&merge_intern, __ATOMIC_ACQUIRE);
+    unsigned n = native_chain(domain, words, native_max(ML_STACK_WORDS), mi != NULL, &nat);
+    if (mi) {
+        /* the merged stack varies with the Python frames: the cache keeps
+         * the native chain only, and the merge finds the id */
+        if (nat.learn)
+            ml_stack_cache_put(&nat.e, domain, words, n, &nat.checks, 0);
+        return mi(domain, words, n, ML_STACK_WORDS);
     }
-    n = slow(words, max, &h);
-    return intern(domain, words, n, h, m);
+    uint32_t id = nat.id;
+    if (!id) {
+        id = ml_ledger_intern(domain, words, n);
+        if (nat.learn)
+            ml_stack_cache_put(&nat.e, domain, words, n, &nat.checks, id);
+    }
+    return id;
 }

@@ -1,6 +1,6 @@
 /* capture.h — one contract for taking the calling thread's stack.
- * Owns: choosing the unwinder, trimming memledger's own frames, hashing
- * while walking, and the word encoding of a stack. Must never lock,
+ * Owns: choosing the unwinder, trimming memledger's own frames, and the
+ * order of the caches a capture tries. Must never lock,
  * allocate through the hooked allocator, or make a syscall per call: it
  * runs inside every hook.
  *
@@ -24,19 +24,18 @@ void ml_capture_init(void);
 /* Replaces the unwinder (tests give fixed stacks this way); NULL restores. */
 void ml_capture_set_unwinder(ml_unwinder_fn fn);
 
-/* Captures the calling thread's stack into words[cap]: at most
- * ml_config.depth native frames, expanded by the Python merge up to cap.
- * Returns the number of words; *hash gets the running hash of the words
- * (finish it with ml_hash_end from ledger.h). */
-unsigned ml_capture(uint64_t *words, unsigned cap, uint64_t *hash);
+/* Captures the calling thread's stack into words[cap] (raw words, see
+ * core/ledger.h): at most ml_config.depth native frames, expanded by the
+ * Python merge up to cap. Returns the number of words. */
+unsigned ml_capture(uint64_t *words, unsigned cap);
 
 /* Captures the calling thread's stack, adds it to the ledger if new, and
  * returns its ledger id. The hot path: a chain seen before is recognised
  * by stack_cache.c without unwinding. */
 uint32_t ml_capture_stack(unsigned domain);
 
-/* Capacity of a captured stack, in words (Python frames take two). */
-#define ML_STACK_WORDS 512
+/* Capacity of a captured stack, in words. */
+#define ML_STACK_WORDS ML_LEDGER_MAX_WORDS
 
 /* The unwinders, usable directly by tests and benchmarks. */
 unsigned ml_unwind_libunwind(uintptr_t *pcs, unsigned max);
@@ -54,7 +53,7 @@ void ml_capture_set_merge(ml_merge_fn fn);
 /* The same merge, also interning (pyframes.c, which keeps a cache of
  * merged stacks): returns the ledger id of the hybrid stack of n native
  * words, which it may rewrite (max words of room). When set, it is used
- * instead of merge + rehash + ml_ledger_intern. */
+ * instead of merge + ml_ledger_intern. */
 typedef uint32_t (*ml_merge_intern_fn)(unsigned domain, uint64_t *words, unsigned n, unsigned max);
 void ml_capture_set_merge_intern(ml_merge_intern_fn fn);
 

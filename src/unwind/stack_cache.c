@@ -24,7 +24,7 @@ typedef struct {
     _Atomic uint32_t id;
     _Atomic uint8_t domain, nwords, nra, nbp, live_bp;
     _Atomic uint64_t pc0, depth, live_bp_expect;
-    _Atomic uint32_t epoch; /* ml_unwind_epoch when the walk was made */
+    _Atomic uint64_t epoch; /* the walk's entry epoch (unwind_fast.h): its id and rules valid then */
     /* a walk of at most MAX_WORDS frames loads one return address and at
      * most one RBP per frame */
     _Atomic uint32_t ra_pos[MAX_WORDS];

@@ -13,16 +13,26 @@
  * relative to sp0. Only RBP values the walk actually used are recorded: a
  * function that keeps data in RBP would otherwise make every check fail. */
 #include "unwind/unwind_fast.h"
+#include "common/config.h"
 #include "unwind/capture.h"
 #include "core/ledger.h"
+#include "core/modules.h"
+#include "core/quiesce.h"
 #include "core/thread.h"
 #include "unwind/unwind_rules.h"
 
+#include "core/sysmem.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 
 extern void *__libc_stack_end;
 
@@ -77,7 +87,11 @@ __attribute__((noinline, no_sanitize_address)) bool ml_unwind_entry(ml_entry_t *
             e->bp0 = fp[0];
             e->hi = hi;
             e->lo = lo;
-            e->epoch = atomic_load_explicit(&ml_unwind_epoch, memory_order_acquire);
+            /* what the walk and its cache entry are valid under: these
+             * rules, and no code unloaded since */
+            e->epoch = ml_quiesce_epoch() << 32 |
+                       (uint32_t)(atomic_load_explicit(&ml_unwind_epoch, memory_order_acquire) ^
+                                  atomic_load_explicit(&ml_code_epoch, memory_order_acquire) << 16);
             return true;
         }
         fp = (const uintptr_t *)fp[0];
@@ -94,40 +108,247 @@ static inline void record(ml_checks_t *c, uintptr_t pos, uint64_t v, bool rel)
     c->n++;
 }
 
-__attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max,
-                                                              uint64_t *hash, ml_checks_t *checks)
+/* ---- the walk memo: stop where the chain is unchanged ----
+ *
+ * While a function runs, its callers are suspended: their frames, return
+ * addresses and saved registers do not change. So each thread keeps its
+ * last walk, frame by frame (where each frame was, what it loaded, what it
+ * depended on), and a walk that reaches a frame of the memo — same stack
+ * position, same return address — checks the memo's loads from there on
+ * (independent loads, no rule lookups) instead of stepping: equal loads
+ * mean an equal walk, as in stack_cache.c. A thread that has returned and
+ * called again to the same place finds its old frames equal or not, and
+ * the loads tell which. */
+
+#define WM_MAX (ML_MAX_DEPTH + 32)
+enum {
+    WF_USES_BP = 1,     /* the step took the CFA from RBP */
+    WF_BP_USED = 2,     /* the RBP this step reloaded was used before the next reload */
+    WF_BP_NEEDED = 4,   /* walking on from here uses the RBP coming in, before any reload */
+    WF_UNSURE = 8,      /* stepped without a rule: nothing to check, no suffix through it */
+};
+
+typedef struct {
+    uintptr_t pc, sp, bp;   /* the frame: its return address, stack pointer, RBP coming in */
+    uintptr_t ra_slot;      /* where the next frame's pc was read (0: no next frame) */
+    uintptr_t bp_slot;      /* where this step reloaded RBP (0: it did not) */
+    uint32_t flags;
+} wframe_t;
+
+typedef struct {
+    uint64_t epoch;     /* rules and code (not the store): ml_entry_t's low half */
+    uintptr_t hi;
+    uint32_t n;
+    bool by_max;        /* the walk stopped at max frames, not at the stack's end */
+    uintptr_t end_slot; /* where the walk read the return address below 4096 that ended it (0: none) */
+    wframe_t f[WM_MAX];
+} wmemo_t;
+
+typedef struct {
+    wmemo_t m[2];
+    unsigned cur;
+} wpair_t;
+
+static void wmemo_release(void *p) { ml_sysmem_unmap(p, sizeof(wpair_t)); }
+
+static wpair_t *wmemos(void)
 {
-    const uintptr_t hi = e->hi, s0 = e->sp0;
+    wpair_t *w = ml_self.walk_memo;
+    if (ML_LIKELY(w != NULL) || ml_self.walk_memo_state)
+        return w;
+    ml_self.walk_memo_state = 1;
+    w = ml_sysmem_map(sizeof *w);
+    if (w) {
+        ml_self.walk_memo = w;
+        ml_thread_want_exit_call();
+    } else {
+        ml_self.walk_memo_state = 2;
+    }
+    return w;
+}
+
+void ml_unwind_fast_init(void) { ml_thread_set_walk_memo_release(wmemo_release); }
+
+
+/* True when old's walk from frame c on is the walk from here: its loads
+ * read the same values now, and RBP is the same where it matters. */
+__attribute__((no_sanitize_address)) static bool suffix_holds(const wmemo_t *old, unsigned c, uintptr_t bp,
+                                                              uintptr_t lo, uintptr_t hi)
+{
+    if ((old->f[c].flags & WF_BP_NEEDED) && old->f[c].bp != bp)
+        return false;
+    uint64_t diff = 0;
+    if (old->end_slot) {
+        /* the walk ended on a zero return address: it must still be there */
+        if (old->end_slot < lo || old->end_slot + 8 > hi || *(const uintptr_t *)old->end_slot >= 4096)
+            return false;
+    }
+    for (unsigned i = c; i < old->n; i++) {
+        const wframe_t *f = &old->f[i];
+        if (f->flags & WF_UNSURE)
+            return false;
+        if (f->ra_slot && i + 1 < old->n) {
+            if (f->ra_slot < lo || f->ra_slot + 8 > hi)
+                return false;
+            diff |= *(const uintptr_t *)f->ra_slot ^ old->f[i + 1].pc;
+        }
+        if (f->flags & WF_BP_USED) {
+            if (f->bp_slot < lo || f->bp_slot + 8 > hi)
+                return false;
+            diff |= *(const uintptr_t *)f->bp_slot ^ old->f[i + 1].bp;
+        }
+    }
+    return !diff;
+}
+
+/* Finishes a memo: which frames need the RBP they came in with. */
+static void wmemo_close(wmemo_t *m)
+{
+    bool need = false;
+    for (unsigned i = m->n; i-- > 0;) {
+        wframe_t *f = &m->f[i];
+        if (f->flags & WF_USES_BP)
+            need = true;
+        else if (f->bp_slot)
+            need = false;
+        f->flags = need ? f->flags | WF_BP_NEEDED : f->flags & ~(uint32_t)WF_BP_NEEDED;
+    }
+}
+
+/* One step of a frame whose return address has no rule yet, by libunwind
+ * from the frame's registers: the call's own row is at pc - 1. Only RSP
+ * and RBP are known; a frame whose CFA needs another register gives a
+ * result the bounds checks below refuse. */
+static bool step_slow(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *npc, uintptr_t *nsp, uintptr_t *nbp)
+{
+    unw_context_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(pc - 1);
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)sp;
+    uc.uc_mcontext.gregs[REG_RBP] = (greg_t)bp;
+    unw_cursor_t cur;
+    unw_word_t ip, csp, cbp;
+    if (unw_init_local(&cur, &uc) < 0 || unw_step(&cur) <= 0 || unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 ||
+        unw_get_reg(&cur, UNW_REG_SP, &csp) < 0 || unw_get_reg(&cur, UNW_X86_64_RBP, &cbp) < 0)
+        return false;
+    *npc = ip;
+    *nsp = csp;
+    *nbp = cbp;
+    return true;
+}
+
+__attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max,
+                                                              ml_checks_t *checks)
+{
+    const uintptr_t hi = e->hi, lo = e->lo, s0 = e->sp0;
     uintptr_t pc = e->pc0, sp = e->sp0, bp = e->bp0;
     intptr_t bp_src = ML_CHECK_LIVE_BP; /* where bp came from, relative to sp0 */
+    int bp_src_frame = -1;              /* and which frame of the new memo reloaded it */
     bool bp_recorded = false;
-    uint64_t h = ml_hash_begin();
     unsigned n = 0;
     if (checks)
         checks->n = 0;
     if (hi - s0 > INT32_MAX)
         checks = NULL; /* offsets would not fit the record */
+    if (max > WM_MAX)
+        max = WM_MAX;
+    wpair_t *wp = wmemos();
+    const uint64_t epoch = (uint32_t)e->epoch;
+    wmemo_t *old = wp ? &wp->m[wp->cur] : NULL, *nw = wp ? &wp->m[wp->cur ^ 1] : NULL;
+    bool use_old = old && old->epoch == epoch && old->hi == hi && old->n;
+    unsigned c = 0, tries = 0;
     while (n < max) {
-        words[n++] = pc;
-        h = ml_hash_word(h, pc);
-        uint64_t rule;
-        if (ML_UNLIKELY(!ml_rule_find(pc, &rule))) {
-            ml_unwind_rules_miss(pc);
-            return ML_WALK_DEFER;
+        if (use_old && tries < 2) {
+            while (c < old->n && old->f[c].sp < sp)
+                c++;
+            if (c < old->n && old->f[c].sp == sp && old->f[c].pc == pc &&
+                (!old->by_max || n + (old->n - c) >= max)) {
+                tries++;
+                if (suffix_holds(old, c, bp, lo, hi)) {
+                    /* the rest is the memo's: the loads it checked go into
+                     * checks as the walk would have made them */
+                    if (checks && (old->f[c].flags & WF_BP_NEEDED) && !bp_recorded) {
+                        record(checks, bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1
+                                                                  : (uintptr_t)bp_src,
+                               bp - s0, true);
+                        if (bp_src_frame >= 0 && nw)
+                            nw->f[bp_src_frame].flags |= WF_BP_USED;
+                    }
+                    for (unsigned i = c; i < old->n && n < max; i++) {
+                        const wframe_t *f = &old->f[i];
+                        words[n] = f->pc;
+                        if (nw)
+                            nw->f[n] = *f;
+                        n++;
+                        if (checks && f->ra_slot && i + 1 < old->n && n < max)
+                            record(checks, f->ra_slot - s0, old->f[i + 1].pc, false);
+                        if (checks && (f->flags & WF_BP_USED) && n < max)
+                            record(checks, (f->bp_slot - s0) | 1, old->f[i + 1].bp - s0, true);
+                    }
+                    if (nw) {
+                        nw->n = n;
+                        nw->by_max = n == max;
+                        nw->end_slot = nw->by_max ? 0 : old->end_slot;
+                        nw->f[n - 1].ra_slot = 0;
+                        nw->epoch = epoch;
+                        nw->hi = hi;
+                        wmemo_close(nw);
+                        wp->cur ^= 1;
+                    }
+                    return n;
+                }
+            }
         }
-        unsigned kind = ml_rule_kind(rule);
+        wframe_t *nf = nw ? &nw->f[n] : NULL;
+        if (nf)
+            *nf = (wframe_t){pc, sp, bp, 0, 0, 0};
+        words[n++] = pc;
+        uint64_t rule;
+        bool known = ml_rule_find(pc, &rule);
+        if (ML_UNLIKELY(!known))
+            ml_unwind_rules_miss(pc);
+        unsigned kind = known ? ml_rule_kind(rule) : ML_RULE_UNKNOWN;
         if (kind == ML_RULE_OUTERMOST)
             break;
-        if (ML_UNLIKELY(kind == ML_RULE_UNKNOWN))
-            return ML_WALK_DEFER;
+        if (ML_UNLIKELY(kind == ML_RULE_UNKNOWN)) {
+            /* no rule (yet): this one frame by libunwind, the rest as usual;
+             * a walk with such a step is neither cached nor checked */
+            uintptr_t npc, nsp, nbp;
+            if (!step_slow(pc, sp, bp, &npc, &nsp, &nbp) || nsp <= sp || nsp > hi || (nsp & 7))
+                return ML_WALK_DEFER;
+            if (checks)
+                checks->n = ML_CHECK_MAX + 1;
+            checks = NULL;
+            if (nf) {
+                nf->flags = WF_UNSURE;
+                nf->ra_slot = nsp - 8;
+            }
+            if (nbp != bp) {
+                bp_src = ML_CHECK_LIVE_BP; /* unknown source: not checked again */
+                bp_src_frame = -1;
+            }
+            pc = npc;
+            sp = nsp;
+            bp = nbp;
+            if (pc < 4096) {
+                if (nw)
+                    nw->end_slot = sp - 8;
+                break;
+            }
+            continue;
+        }
         uintptr_t base = sp;
         if (kind == ML_RULE_RBP) {
             base = bp;
-            if (checks && !bp_recorded) {
-                if (bp_src == ML_CHECK_LIVE_BP)
-                    record(checks, (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1, bp - s0, true);
-                else
-                    record(checks, (uintptr_t)bp_src, bp - s0, true);
+            if (nf)
+                nf->flags |= WF_USES_BP;
+            if (!bp_recorded) {
+                if (checks)
+                    record(checks,
+                           bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1 : (uintptr_t)bp_src,
+                           bp - s0, true);
+                if (bp_src_frame >= 0 && nw)
+                    nw->f[bp_src_frame].flags |= WF_BP_USED;
                 bp_recorded = true;
             }
         }
@@ -141,15 +362,33 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
                 return ML_WALK_DEFER;
             bp = *(const uintptr_t *)slot;
             bp_src = (intptr_t)(slot - s0);
+            bp_src_frame = nf ? (int)(n - 1) : -1;
+            if (nf)
+                nf->bp_slot = slot;
             bp_recorded = false;
         }
         pc = *(const uintptr_t *)(cfa - 8);
+        if (nf)
+            nf->ra_slot = cfa - 8;
         if (checks)
             record(checks, cfa - 8 - s0, pc, false);
         sp = cfa;
-        if (pc < 4096)
+        if (pc < 4096) {
+            if (nw)
+                nw->end_slot = cfa - 8;
             break; /* a zeroed return address ends the chain (thread start) */
+        }
     }
-    *hash = h;
+    if (nw) {
+        if (pc >= 4096 || n == max)
+            nw->end_slot = 0;
+        nw->f[n - 1].ra_slot = 0; /* the last frame's next, if read, is not a frame of the walk */
+        nw->n = n;
+        nw->by_max = n == max;
+        nw->epoch = epoch;
+        nw->hi = hi;
+        wmemo_close(nw);
+        wp->cur ^= 1;
+    }
     return n;
 }

@@ -18,8 +18,11 @@
  * at the call, and this thread's stack top. */
 typedef struct {
     uintptr_t pc0, sp0, bp0, hi, lo;
-    uint32_t epoch; /* ml_unwind_epoch before the walk: what it was made with */
+    uint64_t epoch; /* the store epoch, ml_unwind_epoch and ml_code_epoch before the walk: what it was made with */
 } ml_entry_t;
+
+/* Sets up the per-thread walk memo's release at thread exit. */
+void ml_unwind_fast_init(void);
 
 /* Finds the calling thread's stack bounds into ml_self (once per thread;
  * the syscalls above). */
@@ -43,12 +46,14 @@ typedef struct {
 
 #define ML_WALK_DEFER UINT32_MAX
 
-/* Walks from e, up to max frames, into words[] with the running hash in
- * *hash. Records the loads into *checks when it is not NULL (and the walk
+/* Walks from e, up to max frames, into words[]: where the calling
+ * thread's previous walk still holds (its loads read the same values
+ * now), from its frames, else step by step with the rules, and a frame
+ * without a rule by one libunwind step (such a walk records no checks).
+ * Records the loads into *checks when it is not NULL (and the walk
  * needed no more than ML_CHECK_MAX; otherwise checks->n is set to
  * ML_CHECK_MAX + 1). Returns the number of words, or ML_WALK_DEFER when a
  * frame has no rule yet (it is reported to the rule service). */
-unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max, uint64_t *hash,
-                        ml_checks_t *checks);
+unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max, ml_checks_t *checks);
 
 #endif

@@ -2,9 +2,17 @@
 process's ledger for snapshot `seq` through the real signal path (SIGUSR2,
 written by memledger's own thread) and wait until the file is complete (it
 appears under its final name only once written)."""
+import gzip
 import os
 import signal
 import time
+
+
+def open_text(path):
+    """A snapshot's text: gzip-compressed as the library writes it."""
+    with open(path, "rb") as f:
+        packed = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt") if packed else open(path)
 
 
 def snapshot(seq, timeout=120):

@@ -17,7 +17,7 @@ def leak():
 
 seq = 1
 while True:
-    with open(mlsnap.snapshot(seq)) as f:
+    with mlsnap.open_text(mlsnap.snapshot(seq)) as f:
         if any(line.startswith("python_version\t") for line in f):
             break
     if seq > 500:

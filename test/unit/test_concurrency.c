@@ -28,7 +28,7 @@ static _Atomic int reader_errors;
 static uint32_t stack_id(uint64_t k)
 {
     uint64_t w[] = {0xa00000 + k, 0xb00000, 0xc00000 + k * 7};
-    return ml_ledger_intern(ML_DOM_MALLOC, w, 3, ml_stack_hash(ML_DOM_MALLOC, w, 3));
+    return ml_ledger_intern(ML_DOM_MALLOC, w, 3);
 }
 
 /* Each writer keeps every third allocation, frees the rest through the
