@@ -218,9 +218,22 @@ static void wmemo_close(wmemo_t *m)
 /* One step of a frame whose return address has no rule yet, by libunwind
  * from the frame's registers: the call's own row is at pc - 1. Only RSP
  * and RBP are known; a frame whose CFA needs another register gives a
- * result the bounds checks below refuse. */
-static bool step_slow(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *npc, uintptr_t *nsp, uintptr_t *nbp)
+ * result the bounds checks below refuse. Returns 1 when stepped, 0 when
+ * the frame is the outermost (the stack ends there), -1 when libunwind
+ * cannot step it. */
+static int step_slow(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *npc, uintptr_t *nsp, uintptr_t *nbp)
 {
+    /* a signal handler's return address is the signal trampoline's first
+     * instruction (mov $15, %rax; syscall: rt_sigreturn): its caller is in
+     * the signal frame's saved context, which only a whole libunwind walk
+     * reads; and pc - 1 would be another function's last byte */
+    static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    const uint8_t *code = (const uint8_t *)pc;
+    unsigned same = 0;
+    while (same < sizeof sigreturn && code[same] == sigreturn[same]) /* byte by byte: never past a mismatch */
+        same++;
+    if (same == sizeof sigreturn)
+        return -1;
     unw_context_t uc;
     memset(&uc, 0, sizeof uc);
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(pc - 1);
@@ -228,13 +241,18 @@ static bool step_slow(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *npc, 
     uc.uc_mcontext.gregs[REG_RBP] = (greg_t)bp;
     unw_cursor_t cur;
     unw_word_t ip, csp, cbp;
-    if (unw_init_local(&cur, &uc) < 0 || unw_step(&cur) <= 0 || unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 ||
-        unw_get_reg(&cur, UNW_REG_SP, &csp) < 0 || unw_get_reg(&cur, UNW_X86_64_RBP, &cbp) < 0)
-        return false;
+    if (unw_init_local(&cur, &uc) < 0)
+        return -1;
+    int r = unw_step(&cur);
+    if (r == 0)
+        return 0;
+    if (r < 0 || unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || unw_get_reg(&cur, UNW_REG_SP, &csp) < 0 ||
+        unw_get_reg(&cur, UNW_X86_64_RBP, &cbp) < 0)
+        return -1;
     *npc = ip;
     *nsp = csp;
     *nbp = cbp;
-    return true;
+    return 1;
 }
 
 __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max,
@@ -314,15 +332,18 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
             /* no rule (yet): this one frame by libunwind, the rest as usual;
              * a walk with such a step is neither cached nor checked */
             uintptr_t npc, nsp, nbp;
-            if (!step_slow(pc, sp, bp, &npc, &nsp, &nbp) || nsp <= sp || nsp > hi || (nsp & 7))
-                return ML_WALK_DEFER;
+            int stepped = step_slow(pc, sp, bp, &npc, &nsp, &nbp);
             if (checks)
                 checks->n = ML_CHECK_MAX + 1;
             checks = NULL;
-            if (nf) {
+            if (nf)
                 nf->flags = WF_UNSURE;
+            if (stepped == 0)
+                break; /* the outermost frame */
+            if (stepped < 0 || nsp <= sp || nsp > hi || (nsp & 7))
+                return ML_WALK_DEFER;
+            if (nf)
                 nf->ra_slot = nsp - 8;
-            }
             if (nbp != bp) {
                 bp_src = ML_CHECK_LIVE_BP; /* unknown source: not checked again */
                 bp_src_frame = -1;
