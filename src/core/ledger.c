@@ -238,7 +238,7 @@ bool ml_ledger_init(uint32_t max_stacks)
     nchunks = (capacity + CHUNK - 1) / CHUNK;
     uint64_t nodes = (uint64_t)max_stacks * 16;
     node_capacity = nodes > ML_NODE_MAX ? ML_NODE_MAX : (uint32_t)nodes;
-    ml_tree_t *t = have_info_chunk(0) ? ml_tree_new(node_capacity, tree_gen) : NULL;
+    ml_tree_t *t = have_info_chunk(0) ? ml_tree_new(node_capacity, tree_gen, 0) : NULL;
     bool ok = t && ml_quiesce_init();
     for (int s = 0; s < ML_SHARDS && ok; s++) {
         ml_counts[s] = ml_sysmem_map((size_t)nchunks * sizeof *ml_counts[s]);
@@ -602,7 +602,8 @@ bool ml_ledger_collect(bool force)
         return false;
     pthread_mutex_lock(&collect_lock);
     uint64_t *words = malloc((ML_LEDGER_MAX_WORDS + 1) * sizeof *words);
-    ml_tree_t *fresh = words ? ml_tree_new(node_capacity, tree_gen + 1) : NULL;
+    /* about what held memory at the last collection, and room to grow */
+    ml_tree_t *fresh = words ? ml_tree_new(node_capacity, tree_gen + 1, atomic_load(&collect_at) / 2) : NULL;
     uint32_t n0 = ml_ledger_ids();
     uint64_t *keep = calloc((size_t)n0 / 64 + 1, sizeof *keep);
     if (!fresh || !keep) {
@@ -612,17 +613,57 @@ bool ml_ledger_collect(bool force)
         pthread_mutex_unlock(&collect_lock);
         return false; /* no memory for it now: the old tree stays, and grows */
     }
-    /* 1. what stays: what holds memory */
-    ml_tree_lock(fresh);
+    /* 1. what stays: what holds memory. Its nodes are marked from each
+     * leaf up (stopping at a node marked already), then copied in id
+     * order, parents before children (a parent is always older): each
+     * kept node is added once, however many stacks share it. */
+    uint32_t total = ml_tree_count(old);
+    uint32_t *map = calloc((size_t)total + 1, sizeof *map); /* old node -> new; UINT32_MAX: marked */
+    if (!map) {
+        ml_tree_free(fresh);
+        free(words);
+        free(keep);
+        pthread_mutex_unlock(&collect_lock);
+        return false;
+    }
     for (uint32_t id = ML_STACK_FIRST; id < n0; id++) {
-        if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire))
+        if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire) || INFO(id)->leaf >= total)
             continue;
         ml_totals_t tt;
         ml_ledger_totals(id, &tt);
-        if ((tt.live_count || tt.live_bytes) && migrate(old, fresh, id, words))
-            keep[id / 64] |= 1ull << (id % 64);
+        if (!tt.live_count && !tt.live_bytes)
+            continue;
+        keep[id / 64] |= 1ull << (id % 64);
+        for (uint32_t x = INFO(id)->leaf; x != ML_NODE_ROOT && !map[x]; x = ml_tree_node(old, x)->parent)
+            map[x] = UINT32_MAX;
+    }
+    bool room = true;
+    ml_tree_lock(fresh);
+    for (uint32_t x = 1; x < total && room; x++) {
+        if (!map[x])
+            continue;
+        const ml_node_t *o = ml_tree_node(old, x);
+        uint32_t parent = o->parent == ML_NODE_ROOT ? ML_NODE_ROOT : map[o->parent];
+        map[x] = ml_tree_add_locked(fresh, parent, o->word, true);
+        room = map[x] != ML_NODE_NONE;
+    }
+    for (uint32_t id = ML_STACK_FIRST; id < n0 && room; id++) {
+        if (!(keep[id / 64] >> (id % 64) & 1))
+            continue;
+        uint32_t leaf = INFO(id)->leaf == ML_NODE_ROOT ? ML_NODE_ROOT : map[INFO(id)->leaf], had;
+        attach(fresh, leaf, INFO(id)->domain, id, true, &had); /* when taken: an orphan, still named */
+        INFO(id)->leaf = leaf;
+        INFO(id)->gen = (uint16_t)fresh->gen;
     }
     ml_tree_unlock(fresh);
+    free(map);
+    if (!room) { /* the new tree could not hold what the old one did: keep the old */
+        ml_tree_free(fresh);
+        free(words);
+        free(keep);
+        pthread_mutex_unlock(&collect_lock);
+        return false;
+    }
     /* 2. the new tree is the one; wait until no thread holds the old */
     tree_gen = fresh->gen;
     atomic_store_explicit(&current, fresh, memory_order_release);
@@ -630,7 +671,6 @@ bool ml_ledger_collect(bool force)
     /* 3. stacks made in the old tree meanwhile follow; the rest go */
     uint32_t n1 = ml_ledger_ids();
     uint64_t gone = 0;
-    ml_tree_lock(fresh);
     for (uint32_t id = ML_STACK_FIRST; id < n1; id++) {
         if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire))
             continue;
@@ -641,14 +681,19 @@ bool ml_ledger_collect(bool force)
             /* a hold read after the counts: a free counted there that may
              * still be undone shows here (see ml_ledger_hold) */
             bool wanted = tt.live_count || tt.live_bytes || atomic_load_explicit(&holds, memory_order_seq_cst);
-            if (!wanted || !migrate(old, fresh, id, words)) {
+            bool moved = false;
+            if (wanted) { /* one stack at a time: the hooks add to this tree meanwhile */
+                ml_tree_lock(fresh);
+                moved = migrate(old, fresh, id, words);
+                ml_tree_unlock(fresh);
+            }
+            if (!moved) {
                 retire(id, &tt);
                 gone++;
             }
         }
     }
     uint32_t count = ml_tree_count(fresh);
-    ml_tree_unlock(fresh);
     ml_tree_free(old);
     uint32_t next = count * 2 > COLLECT_FLOOR ? count * 2 : COLLECT_FLOOR;
     atomic_store_explicit(&collect_at, next, memory_order_relaxed);

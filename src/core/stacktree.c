@@ -5,6 +5,12 @@
  * follows the nodes made, not the ceiling. A node is written once, before
  * it is published, and never changes but for its `stack` field.
  *
+ * A node's first child is kept in the node itself; only the others go in
+ * the index. Most nodes have one child (a call chain below a new frame is
+ * a chain of new nodes, each the first under the one before), so most
+ * lookups read the parent — just visited — and the child made right after
+ * it, and most additions touch no index at all.
+ *
  * The index is open addressing with linear probing over 32-bit slots: a
  * node id (27 bits) and 5 more bits of the hash (the tag), so a probe
  * loads a node only when the tag matches. It grows by doubling when it is
@@ -84,13 +90,16 @@ static bool have_chunk(ml_tree_t *t, uint32_t n)
     return true;
 }
 
-ml_tree_t *ml_tree_new(uint32_t max_nodes, uint32_t gen)
+ml_tree_t *ml_tree_new(uint32_t max_nodes, uint32_t gen, uint32_t expect)
 {
     ml_tree_t *t = ml_sysmem_map(sizeof *t);
     if (!t)
         return NULL;
     t->capacity = max_nodes > ML_NODE_MAX ? ML_NODE_MAX : max_nodes;
-    index_t *ix = have_chunk(t, 0) ? new_index(t, FIRST_LOG2) : NULL;
+    unsigned log2 = FIRST_LOG2;
+    while (log2 < MAX_LOG2 && ((uint64_t)1 << log2) < (uint64_t)expect * 2) /* no more than half full */
+        log2++;
+    index_t *ix = have_chunk(t, 0) ? new_index(t, log2) : NULL;
     if (!ix) {
         ml_tree_free(t);
         return NULL;
@@ -124,6 +133,11 @@ __attribute__((no_sanitize("thread"))) static inline bool same(const ml_tree_t *
 
 uint32_t ml_tree_find(ml_tree_t *t, uint32_t parent, uint64_t word)
 {
+    uint32_t first = atomic_load_explicit(&ml_tree_node(t, parent)->first_child, memory_order_acquire);
+    if (!first)
+        return ML_NODE_NONE; /* no children at all */
+    if (same(t, first, parent, word))
+        return first;
     index_t *ix = atomic_load_explicit(&t->index, memory_order_acquire);
     uint64_t h = hash(parent, word);
     uint32_t tag = tag_of(h), mask = ix->mask, i = (uint32_t)h & mask;
@@ -177,8 +191,35 @@ static bool grow(ml_tree_t *t)
     return true;
 }
 
+/* A new node (lock held); ML_NODE_NONE past the ceiling. It is published
+ * by the caller (first_child or an index slot), after this. */
+static uint32_t make(ml_tree_t *t, uint32_t parent, uint64_t word, bool use_reserve)
+{
+    uint32_t n = atomic_load_explicit(&t->count, memory_order_relaxed);
+    uint32_t limit = use_reserve ? t->capacity : t->capacity - t->capacity / 16;
+    if (n >= limit || !have_chunk(t, n))
+        return ML_NODE_NONE;
+    ml_node_t *node = ml_tree_node(t, n);
+    node->word = word;
+    node->parent = parent;
+    atomic_store_explicit(&node->stack, 0, memory_order_relaxed);
+    atomic_store_explicit(&node->first_child, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->count, n + 1, memory_order_release);
+    return n;
+}
+
 uint32_t ml_tree_add_locked(ml_tree_t *t, uint32_t parent, uint64_t word, bool use_reserve)
 {
+    _Atomic uint32_t *first = &ml_tree_node(t, parent)->first_child;
+    uint32_t f = atomic_load_explicit(first, memory_order_relaxed);
+    if (!f) {
+        uint32_t n = make(t, parent, word, use_reserve);
+        if (n != ML_NODE_NONE)
+            atomic_store_explicit(first, n, memory_order_release);
+        return n;
+    }
+    if (same(t, f, parent, word))
+        return f;
     uint64_t h = hash(parent, word);
     uint32_t tag = tag_of(h);
     for (;;) {
@@ -190,21 +231,15 @@ uint32_t ml_tree_add_locked(ml_tree_t *t, uint32_t parent, uint64_t word, bool u
                 return v & ID_MASK;
             i = (i + 1) & mask;
         }
-        uint32_t n = atomic_load_explicit(&t->count, memory_order_relaxed);
-        uint32_t limit = use_reserve ? t->capacity : t->capacity - t->capacity / 16;
-        if (n >= limit || !have_chunk(t, n))
-            return ML_NODE_NONE;
         if ((uint64_t)(ix->used + 1) * 10 > (uint64_t)(mask + 1) * 7) {
             if (grow(t))
                 continue; /* probe again in the bigger index */
             if ((uint64_t)(ix->used + 1) * 20 > (uint64_t)(mask + 1) * 19)
                 return ML_NODE_NONE; /* cannot grow and nearly full: keep probes short */
         }
-        ml_node_t *node = ml_tree_node(t, n);
-        node->word = word;
-        node->parent = parent;
-        atomic_store_explicit(&node->stack, 0, memory_order_relaxed);
-        atomic_store_explicit(&t->count, n + 1, memory_order_release);
+        uint32_t n = make(t, parent, word, use_reserve);
+        if (n == ML_NODE_NONE)
+            return n;
         atomic_store_explicit(&ix->slot[i], n | tag << TAG_SHIFT, memory_order_release);
         ix->used++;
         return n;

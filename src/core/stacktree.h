@@ -23,9 +23,11 @@
 #define ML_NODE_MAX ((1u << 27) - 1) /* ids fit 27 bits (the index packs a tag beside them) */
 
 typedef struct {
-    uint64_t word;          /* the frame, in core/ledger.h's encoding */
-    uint32_t parent;        /* the caller's node */
-    _Atomic uint32_t stack; /* a stack whose innermost frame this is (ledger.c's); 0: none yet */
+    uint64_t word;                /* the frame, in core/ledger.h's encoding */
+    uint32_t parent;              /* the caller's node */
+    _Atomic uint32_t stack;       /* a stack whose innermost frame this is (ledger.c's); 0: none yet */
+    _Atomic uint32_t first_child; /* the first callee node made under this one; 0: none */
+    uint32_t pad;
 } ml_node_t;
 
 #define ML_NODE_CHUNK_LOG2 16 /* nodes are mapped 65,536 (1 MiB) at a time, as ids reach them */
@@ -46,9 +48,10 @@ struct ml_tree {
     } maps[32];                /* the index's mappings */
 };
 
-/* A new, empty tree for up to max_nodes nodes. Memory is mapped only as
- * nodes are added. NULL when nothing could be mapped. */
-ml_tree_t *ml_tree_new(uint32_t max_nodes, uint32_t gen);
+/* A new, empty tree for up to max_nodes nodes, its index sized for about
+ * `expect` of them at first (0: small). Memory is mapped only as nodes are
+ * added. NULL when nothing could be mapped. */
+ml_tree_t *ml_tree_new(uint32_t max_nodes, uint32_t gen, uint32_t expect);
 
 /* Gives every mapping of t back. Only when no thread can be reading it. */
 void ml_tree_free(ml_tree_t *t);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define ENTRIES_LOG2 12 /* 4096 chains, about 2 KiB each, touched as used */
-#define MAX_WORDS 64
+#define MAX_WORDS ML_STACK_CACHE_WORDS
 
 /* The checks are kept in two lists, return addresses (compared as they
  * are) and RBP values (compared relative to sp0), so the validation loops

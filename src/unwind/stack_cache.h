@@ -12,6 +12,9 @@
 #include "common/common.h"
 #include "unwind/unwind_fast.h"
 
+/* The longest chain an entry holds, in words. */
+#define ML_STACK_CACHE_WORDS 64
+
 bool ml_stack_cache_init(void);
 
 /* On a hit, copies the chain into words[cap] (when words is not NULL),

@@ -15,6 +15,7 @@
 #include "unwind/unwind_fast.h"
 #include "common/config.h"
 #include "unwind/capture.h"
+#include "unwind/stack_cache.h"
 #include "core/ledger.h"
 #include "core/modules.h"
 #include "core/quiesce.h"
@@ -26,7 +27,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -118,7 +118,11 @@ static inline void record(ml_checks_t *c, uintptr_t pos, uint64_t v, bool rel)
  * (independent loads, no rule lookups) instead of stepping: equal loads
  * mean an equal walk, as in stack_cache.c. A thread that has returned and
  * called again to the same place finds its old frames equal or not, and
- * the loads tell which. */
+ * the loads tell which.
+ *
+ * The memo is kept outermost first, so the frames a walk takes from it
+ * stay where they are: only the new inner frames are written, below the
+ * memo's end while walking, then moved next to the frames they join. */
 
 #define WM_MAX (ML_MAX_DEPTH + 32)
 enum {
@@ -130,24 +134,52 @@ enum {
 
 typedef struct {
     uintptr_t pc, sp, bp;   /* the frame: its return address, stack pointer, RBP coming in */
-    uintptr_t ra_slot;      /* where the next frame's pc was read (0: no next frame) */
-    uintptr_t bp_slot;      /* where this step reloaded RBP (0: it did not) */
+    uintptr_t ra_slot;      /* where its caller's return address was read (0: not read) */
+    uintptr_t bp_slot;      /* where its step reloaded RBP (0: it did not) */
     uint32_t flags;
 } wframe_t;
 
 typedef struct {
     uint64_t epoch;     /* rules and code (not the store): ml_entry_t's low half */
     uintptr_t hi;
-    uint32_t n;
+    uint32_t n;         /* frames, in f[0..n), f[0] the outermost */
     bool by_max;        /* the walk stopped at max frames, not at the stack's end */
     uintptr_t end_slot; /* where the walk read the return address below 4096 that ended it (0: none) */
-    wframe_t f[WM_MAX];
+    /* the memo, then room for a new walk's frames, written from the end
+     * down (innermost last) */
+    wframe_t f[2 * WM_MAX];
 } wmemo_t;
 
+/* The rules this thread used last, by return address: the rule map is
+ * large and shared, and a walk looks up the same few dozen addresses
+ * again and again. Valid under one rules-and-code epoch. */
+#define RC_LOG2 9
 typedef struct {
-    wmemo_t m[2];
-    unsigned cur;
+    uint64_t pc, rule;
+} rcache_t;
+
+typedef struct {
+    wmemo_t m;
+    uint64_t rc_epoch;
+    rcache_t rc[1u << RC_LOG2];
 } wpair_t;
+
+/* ml_rule_find through the thread's rule cache (rc may be NULL). */
+static inline bool rule_of(rcache_t *rc, uint64_t pc, uint64_t *rule)
+{
+    if (!rc)
+        return ml_rule_find(pc, rule);
+    rcache_t *e = &rc[(pc * 0x9e3779b97f4a7c15ull) >> (64 - RC_LOG2)];
+    if (ML_LIKELY(e->pc == pc)) {
+        *rule = e->rule;
+        return true;
+    }
+    if (!ml_rule_find(pc, rule))
+        return false;
+    e->pc = pc;
+    e->rule = *rule;
+    return true;
+}
 
 static void wmemo_release(void *p) { ml_sysmem_unmap(p, sizeof(wpair_t)); }
 
@@ -169,43 +201,44 @@ static wpair_t *wmemos(void)
 
 void ml_unwind_fast_init(void) { ml_thread_set_walk_memo_release(wmemo_release); }
 
-
-/* True when old's walk from frame c on is the walk from here: its loads
- * read the same values now, and RBP is the same where it matters. */
-__attribute__((no_sanitize_address)) static bool suffix_holds(const wmemo_t *old, unsigned c, uintptr_t bp,
+/* True when the memo's walk from frame c outward is the walk from here:
+ * its loads read the same values now, and RBP is the same where it
+ * matters. */
+__attribute__((no_sanitize_address)) static bool suffix_holds(const wmemo_t *m, unsigned c, uintptr_t bp,
                                                               uintptr_t lo, uintptr_t hi)
 {
-    if ((old->f[c].flags & WF_BP_NEEDED) && old->f[c].bp != bp)
+    if ((m->f[c].flags & WF_BP_NEEDED) && m->f[c].bp != bp)
         return false;
     uint64_t diff = 0;
-    if (old->end_slot) {
+    if (m->end_slot) {
         /* the walk ended on a zero return address: it must still be there */
-        if (old->end_slot < lo || old->end_slot + 8 > hi || *(const uintptr_t *)old->end_slot >= 4096)
+        if (m->end_slot < lo || m->end_slot + 8 > hi || *(const uintptr_t *)m->end_slot >= 4096)
             return false;
     }
-    for (unsigned i = c; i < old->n; i++) {
-        const wframe_t *f = &old->f[i];
+    for (unsigned i = c + 1; i-- > 0;) {
+        const wframe_t *f = &m->f[i];
         if (f->flags & WF_UNSURE)
             return false;
-        if (f->ra_slot && i + 1 < old->n) {
+        if (i > 0 && f->ra_slot) {
             if (f->ra_slot < lo || f->ra_slot + 8 > hi)
                 return false;
-            diff |= *(const uintptr_t *)f->ra_slot ^ old->f[i + 1].pc;
+            diff |= *(const uintptr_t *)f->ra_slot ^ m->f[i - 1].pc;
         }
-        if (f->flags & WF_BP_USED) {
+        if (i > 0 && (f->flags & WF_BP_USED)) {
             if (f->bp_slot < lo || f->bp_slot + 8 > hi)
                 return false;
-            diff |= *(const uintptr_t *)f->bp_slot ^ old->f[i + 1].bp;
+            diff |= *(const uintptr_t *)f->bp_slot ^ m->f[i - 1].bp;
         }
     }
     return !diff;
 }
 
-/* Finishes a memo: which frames need the RBP they came in with. */
-static void wmemo_close(wmemo_t *m)
+/* Which frames need the RBP they came in with, for f[from..n), given the
+ * frame outward of `from` (walking on from a frame goes outward). */
+static void wmemo_close(wmemo_t *m, unsigned from)
 {
-    bool need = false;
-    for (unsigned i = m->n; i-- > 0;) {
+    bool need = from > 0 && (m->f[from - 1].flags & WF_BP_NEEDED);
+    for (unsigned i = from; i < m->n; i++) {
         wframe_t *f = &m->f[i];
         if (f->flags & WF_USES_BP)
             need = true;
@@ -261,7 +294,7 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
     const uintptr_t hi = e->hi, lo = e->lo, s0 = e->sp0;
     uintptr_t pc = e->pc0, sp = e->sp0, bp = e->bp0;
     intptr_t bp_src = ML_CHECK_LIVE_BP; /* where bp came from, relative to sp0 */
-    int bp_src_frame = -1;              /* and which frame of the new memo reloaded it */
+    int bp_src_frame = -1;              /* and which new frame (by its number) reloaded it */
     bool bp_recorded = false;
     unsigned n = 0;
     if (checks)
@@ -272,59 +305,72 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
         max = WM_MAX;
     wpair_t *wp = wmemos();
     const uint64_t epoch = (uint32_t)e->epoch;
-    wmemo_t *old = wp ? &wp->m[wp->cur] : NULL, *nw = wp ? &wp->m[wp->cur ^ 1] : NULL;
-    bool use_old = old && old->epoch == epoch && old->hi == hi && old->n;
-    unsigned c = 0, tries = 0;
+    wmemo_t *m = wp ? &wp->m : NULL;
+    rcache_t *rc = wp ? wp->rc : NULL;
+    if (wp && wp->rc_epoch != epoch) {
+        memset(wp->rc, 0, sizeof wp->rc);
+        wp->rc_epoch = epoch;
+    }
+    bool use_old = m && m->epoch == epoch && m->hi == hi && m->n;
+    /* new frame j is written at f[2 * WM_MAX - 1 - j] */
+#define NEW(j) (&m->f[2 * WM_MAX - 1 - (j)])
+    unsigned c = use_old ? m->n - 1 : 0, tries = 0;
+    uintptr_t end_slot = 0;
     while (n < max) {
         if (use_old && tries < 2) {
-            while (c < old->n && old->f[c].sp < sp)
-                c++;
-            if (c < old->n && old->f[c].sp == sp && old->f[c].pc == pc &&
-                (!old->by_max || n + (old->n - c) >= max)) {
+            while (c > 0 && m->f[c].sp < sp)
+                c--;
+            if (m->f[c].sp == sp && m->f[c].pc == pc && (!m->by_max || n + c + 1 >= max)) {
                 tries++;
-                if (suffix_holds(old, c, bp, lo, hi)) {
+                if (suffix_holds(m, c, bp, lo, hi)) {
                     /* the rest is the memo's: the loads it checked go into
-                     * checks as the walk would have made them */
-                    if (checks && (old->f[c].flags & WF_BP_NEEDED) && !bp_recorded) {
+                     * checks as the walk would have made them, when the
+                     * chain can be cached at all */
+                    unsigned fresh = n, total = n + c + 1 < max ? n + c + 1 : max;
+                    if (checks && total > ML_STACK_CACHE_WORDS)
+                        checks->n = ML_CHECK_MAX + 1;
+                    else if (checks && (m->f[c].flags & WF_BP_NEEDED) && !bp_recorded)
                         record(checks, bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1
                                                                   : (uintptr_t)bp_src,
                                bp - s0, true);
-                        if (bp_src_frame >= 0 && nw)
-                            nw->f[bp_src_frame].flags |= WF_BP_USED;
+                    if (bp_src_frame >= 0 && (m->f[c].flags & WF_BP_NEEDED))
+                        NEW(bp_src_frame)->flags |= WF_BP_USED;
+                    bool recording = checks && checks->n <= ML_CHECK_MAX;
+                    for (unsigned i = c + 1; i-- > 0 && n < max;) {
+                        const wframe_t *f = &m->f[i];
+                        words[n++] = f->pc;
+                        if (recording && i > 0 && n < max) {
+                            if (f->ra_slot)
+                                record(checks, f->ra_slot - s0, m->f[i - 1].pc, false);
+                            if (f->flags & WF_BP_USED)
+                                record(checks, (f->bp_slot - s0) | 1, m->f[i - 1].bp - s0, true);
+                        }
                     }
-                    for (unsigned i = c; i < old->n && n < max; i++) {
-                        const wframe_t *f = &old->f[i];
-                        words[n] = f->pc;
-                        if (nw)
-                            nw->f[n] = *f;
-                        n++;
-                        if (checks && f->ra_slot && i + 1 < old->n && n < max)
-                            record(checks, f->ra_slot - s0, old->f[i + 1].pc, false);
-                        if (checks && (f->flags & WF_BP_USED) && n < max)
-                            record(checks, (f->bp_slot - s0) | 1, old->f[i + 1].bp - s0, true);
-                    }
-                    if (nw) {
-                        nw->n = n;
-                        nw->by_max = n == max;
-                        nw->end_slot = nw->by_max ? 0 : old->end_slot;
-                        nw->f[n - 1].ra_slot = 0;
-                        nw->epoch = epoch;
-                        nw->hi = hi;
-                        wmemo_close(nw);
-                        wp->cur ^= 1;
+                    if (recording && n == fresh + c + 1 && m->end_slot)
+                        record(checks, m->end_slot - s0, *(const uintptr_t *)m->end_slot, false);
+                    /* the memo: its frames c and outward as they are, then
+                     * the new ones (NEW(fresh - 1) .. NEW(0): outermost first) */
+                    if (c + 1 + fresh <= WM_MAX) {
+                        memmove(&m->f[c + 1], NEW(fresh - 1), (size_t)fresh * sizeof(wframe_t));
+                        m->n = c + 1 + fresh;
+                        wmemo_close(m, c + 1);
                     }
                     return n;
                 }
             }
         }
-        wframe_t *nf = nw ? &nw->f[n] : NULL;
+        wframe_t *nf = m ? NEW(n) : NULL;
         if (nf)
             *nf = (wframe_t){pc, sp, bp, 0, 0, 0};
         words[n++] = pc;
         uint64_t rule;
-        bool known = ml_rule_find(pc, &rule);
-        if (ML_UNLIKELY(!known))
-            ml_unwind_rules_miss(pc);
+        bool known = rule_of(rc, pc, &rule);
+        if (ML_UNLIKELY(!known)) {
+            /* first sight of this return address: its rule now, else later */
+            known = ml_unwind_rules_now(pc, &rule);
+            if (!known)
+                ml_unwind_rules_miss(pc);
+        }
         unsigned kind = known ? ml_rule_kind(rule) : ML_RULE_UNKNOWN;
         if (kind == ML_RULE_OUTERMOST)
             break;
@@ -352,8 +398,7 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
             sp = nsp;
             bp = nbp;
             if (pc < 4096) {
-                if (nw)
-                    nw->end_slot = sp - 8;
+                end_slot = sp - 8;
                 break;
             }
             continue;
@@ -368,8 +413,8 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
                     record(checks,
                            bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1 : (uintptr_t)bp_src,
                            bp - s0, true);
-                if (bp_src_frame >= 0 && nw)
-                    nw->f[bp_src_frame].flags |= WF_BP_USED;
+                if (bp_src_frame >= 0 && m)
+                    NEW(bp_src_frame)->flags |= WF_BP_USED;
                 bp_recorded = true;
             }
         }
@@ -395,21 +440,21 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
             record(checks, cfa - 8 - s0, pc, false);
         sp = cfa;
         if (pc < 4096) {
-            if (nw)
-                nw->end_slot = cfa - 8;
+            end_slot = cfa - 8;
             break; /* a zeroed return address ends the chain (thread start) */
         }
     }
-    if (nw) {
-        if (pc >= 4096 || n == max)
-            nw->end_slot = 0;
-        nw->f[n - 1].ra_slot = 0; /* the last frame's next, if read, is not a frame of the walk */
-        nw->n = n;
-        nw->by_max = n == max;
-        nw->epoch = epoch;
-        nw->hi = hi;
-        wmemo_close(nw);
-        wp->cur ^= 1;
+    if (m) {
+        /* a walk of its own: the memo is this walk */
+        memmove(&m->f[0], NEW(n - 1), (size_t)n * sizeof(wframe_t));
+        m->n = n;
+        m->f[0].ra_slot = 0; /* the outermost frame's caller, if read, is not a frame of the walk */
+        m->by_max = n == max;
+        m->end_slot = m->by_max ? 0 : end_slot;
+        m->epoch = epoch;
+        m->hi = hi;
+        wmemo_close(m, 0);
     }
+#undef NEW
     return n;
 }

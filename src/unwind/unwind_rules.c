@@ -16,6 +16,7 @@
 #include "core/sysmem.h"
 
 #include <dwarf.h>
+#include <pthread.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -25,7 +26,8 @@
 
 #define MAP_FIRST_LOG2 12 /* 4096 return addresses to start with, 64 KiB */
 #define MAP_MAX_LOG2 22   /* grows up to 4M */
-#define PENDING 4096
+#define PENDING 65536 /* a burst of new code (an import) misses many at once */
+static _Atomic uint64_t dirty[PENDING / 64]; /* groups of pending slots that may hold an address */
 
 ml_rule_map_t *_Atomic ml_rules;
 _Atomic uint32_t ml_unwind_epoch;
@@ -34,7 +36,12 @@ static _Atomic int invalidate_requested;
 static _Atomic uint64_t *pending;
 static _Atomic int pending_flag;
 static _Atomic uint64_t dropped;
-static uint64_t known, unknown, map_used;
+/* Serializes computing and publishing rules (the map has one writer at a
+ * time, the CFI readers are not for concurrent use): the service takes
+ * it, a hook only tries it. */
+static pthread_mutex_t compute_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t map_used;
+static _Atomic uint64_t known, unknown; /* read by the snapshot header, on another thread */
 
 typedef struct {
     bool tried;
@@ -65,7 +72,9 @@ bool ml_unwind_rules_init(void)
     if (!atomic_load(&ml_rules) || !pending)
         return false;
     elf_version(EV_CURRENT);
-    ml_dumper_add_service(ml_unwind_rules_service, true);
+    /* not exclusive: its CFI readers are its own, so a snapshot (or a
+     * collection) need not wait for it, nor it for them */
+    ml_dumper_add_service(ml_unwind_rules_service, false);
     return true;
 }
 
@@ -81,6 +90,9 @@ void ml_unwind_rules_miss(uint64_t pc)
             atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
         return;
     }
+    /* the group of 64 slots holding it, so the service visits only those */
+    size_t i = (size_t)(s - pending);
+    atomic_fetch_or_explicit(&dirty[i / 64], 1ull << (i % 64), memory_order_release);
     if (!atomic_exchange_explicit(&pending_flag, 1, memory_order_acq_rel))
         ml_dumper_wake();
 }
@@ -174,11 +186,11 @@ static uint64_t rule_of_frame(Dwarf_Frame *f)
     return ml_rule_make(reg == 7 ? ML_RULE_RSP : ML_RULE_RBP, (int32_t)cfaoff, rbp_slots);
 }
 
-uint64_t ml_unwind_rule_compute(uint64_t pc)
+static uint64_t compute(uint64_t pc, bool may_wait)
 {
     int mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
     if (mi < 0) {
-        ml_modules_sync(true);
+        ml_modules_sync(may_wait);
         mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
         if (mi < 0)
             return ML_RULE_UNKNOWN;
@@ -194,6 +206,27 @@ uint64_t ml_unwind_rule_compute(uint64_t pc)
     uint64_t r = rule_of_frame(f);
     free(f);
     return r;
+}
+
+static void publish(uint64_t pc, uint64_t rule);
+
+uint64_t ml_unwind_rule_compute(uint64_t pc) { return compute(pc, true); }
+
+static _Atomic bool inline_rules = true;
+
+void ml_unwind_rules_set_inline(bool on) { atomic_store(&inline_rules, on); }
+
+bool ml_unwind_rules_now(uint64_t pc, uint64_t *rule)
+{
+    if (!pending || !atomic_load_explicit(&inline_rules, memory_order_relaxed) ||
+        pthread_mutex_trylock(&compute_lock) != 0)
+        return false;
+    if (!ml_rule_find(pc, rule)) {
+        *rule = compute(pc, false);
+        publish(pc, *rule);
+    }
+    pthread_mutex_unlock(&compute_lock);
+    return true;
 }
 
 void ml_unwind_rules_invalidate(void)
@@ -213,7 +246,9 @@ static void start_over(void)
     if (!fresh)
         return;
     atomic_store_explicit(&ml_rules, fresh, memory_order_release);
-    map_used = known = unknown = 0;
+    map_used = 0;
+    atomic_store_explicit(&known, 0, memory_order_relaxed);
+    atomic_store_explicit(&unknown, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&ml_unwind_epoch, 1, memory_order_release);
     /* the CFI readers of unloaded files would be read no more; their memory
      * stays with them (a handful of modules, once per unload) */
@@ -270,9 +305,9 @@ static void publish(uint64_t pc, uint64_t rule)
             atomic_store_explicit(&s->key, pc, memory_order_release);
             map_used++;
             if (ml_rule_kind(rule) == ML_RULE_UNKNOWN)
-                unknown++;
+                atomic_fetch_add_explicit(&unknown, 1, memory_order_relaxed);
             else
-                known++;
+                atomic_fetch_add_explicit(&known, 1, memory_order_relaxed);
             return;
         }
     }
@@ -280,34 +315,55 @@ static void publish(uint64_t pc, uint64_t rule)
 
 bool ml_unwind_rules_service(void)
 {
-    if (!pending || !atomic_exchange_explicit(&pending_flag, 0, memory_order_acq_rel))
+    if (!pending || !atomic_load_explicit(&pending_flag, memory_order_acquire))
         return false;
+    pthread_mutex_lock(&compute_lock);
     if (atomic_exchange_explicit(&invalidate_requested, 0, memory_order_acq_rel))
         start_over();
-    for (int i = 0; i < PENDING; i++) {
-        if (!atomic_load_explicit(&pending[i], memory_order_relaxed))
-            continue; /* the common case: no locked instruction for an empty slot */
-        uint64_t pc = atomic_exchange_explicit(&pending[i], 0, memory_order_acquire);
-        if (!pc)
-            continue;
-        uint64_t r;
-        if (!ml_rule_find(pc, &r))
-            publish(pc, ml_unwind_rule_compute(pc));
+    unsigned done = 0;
+    for (size_t g = 0; g < PENDING / 64; g++) {
+        if (!atomic_load_explicit(&dirty[g], memory_order_relaxed))
+            continue; /* the common case: a plain load per 64 slots */
+        uint64_t bits = atomic_exchange_explicit(&dirty[g], 0, memory_order_acquire);
+        while (bits) {
+            size_t i = g * 64 + (size_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            uint64_t pc = atomic_exchange_explicit(&pending[i], 0, memory_order_acquire);
+            uint64_t r;
+            if (pc && !ml_rule_find(pc, &r))
+                publish(pc, ml_unwind_rule_compute(pc));
+            done += pc != 0;
+        }
     }
-    return atomic_load_explicit(&pending_flag, memory_order_acquire) != 0;
+    pthread_mutex_unlock(&compute_lock);
+    /* While it finds work, the flag stays up: the hooks' next misses then
+     * wake nobody (a write(2) each), the dumper comes back within a
+     * millisecond anyway. A pass that found nothing lowers it. */
+    if (done)
+        return true;
+    atomic_store_explicit(&pending_flag, 0, memory_order_release);
+    /* a miss between the pass and the store raised no wake-up: look again */
+    for (size_t g = 0; g < PENDING / 64; g++)
+        if (atomic_load_explicit(&dirty[g], memory_order_acquire)) {
+            atomic_store_explicit(&pending_flag, 1, memory_order_release);
+            return true;
+        }
+    return false;
 }
 
 void ml_unwind_rules_stats(uint64_t *k, uint64_t *u, uint64_t *d)
 {
-    *k = known;
-    *u = unknown;
+    *k = atomic_load_explicit(&known, memory_order_relaxed);
+    *u = atomic_load_explicit(&unknown, memory_order_relaxed);
     *d = atomic_load_explicit(&dropped, memory_order_relaxed);
 }
 
 void ml_unwind_rules_after_fork_child(void)
 {
+    pthread_mutex_init(&compute_lock, NULL); /* a thread that held it is gone */
     if (pending)
         memset((void *)pending, 0, sizeof(uint64_t) * PENDING);
+    memset((void *)dirty, 0, sizeof dirty);
     atomic_store(&pending_flag, 0);
     cfis = NULL; /* the parent's service may have been mid-update: start over, leak the old */
     ncfis = 0;

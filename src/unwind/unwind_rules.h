@@ -4,9 +4,14 @@
  * rule (CFA = RSP or RBP + offset; where the caller's RBP was saved), the
  * set of return addresses the unwinder missed, and the background service
  * that turns those misses into rules with elfutils' CFI reader.
- * The hot path only reads the map and, on a miss, drops the address into
- * the pending set (one CAS). Must never call libdw, allocate or lock there:
- * the service runs on memledger's own thread. */
+ * The hot path reads the map. On a miss (a return address seen for the
+ * first time: not the common case) it computes the rule right there when
+ * no other thread is computing one (ml_unwind_rules_now: a trylock; libdw
+ * then reads the CFI, at about a microsecond a rule, and its allocations
+ * pass through the hooks untracked, since the thread is inside memledger);
+ * otherwise it drops the address into the pending set (one CAS) for the
+ * service on memledger's own thread. Must never wait for a lock or for the
+ * loader on the hot path. */
 #ifndef ML_UNWIND_RULES_H
 #define ML_UNWIND_RULES_H
 
@@ -93,9 +98,18 @@ void ml_unwind_rules_miss(uint64_t pc);
  * thread; returns true when misses remain (call again soon). */
 bool ml_unwind_rules_service(void);
 
-/* Computes the rule for one return address synchronously (tests and the
- * service use it). Not for the hot path. */
+/* Computes the rule for one return address synchronously, waiting for the
+ * module registry if need be (tests and the service use it). */
 uint64_t ml_unwind_rule_compute(uint64_t pc);
+
+/* From a hook that missed pc's rule: computes and publishes it now, when
+ * no other thread holds the rule lock (never waits for it, nor for the
+ * module registry). True with *rule set; false when it could not. */
+bool ml_unwind_rules_now(uint64_t pc, uint64_t *rule);
+
+/* For tests: false makes ml_unwind_rules_now always decline, so that the
+ * paths for a rule that is not there yet can be seen. */
+void ml_unwind_rules_set_inline(bool on);
 
 /* Statistics for snapshots: rules known, misses dropped. */
 void ml_unwind_rules_stats(uint64_t *known, uint64_t *unknown, uint64_t *dropped);

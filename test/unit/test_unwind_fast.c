@@ -7,10 +7,12 @@
  *     address outside them: pc0 is the return address into chain_leaf,
  *     found in the slot just below sp0, the first word libunwind gives
  *     outside memledger; bp0 and the stack bounds are sane;
- *   - a walk that meets a return address without a rule steps that frame by
- *     libunwind (the same words as libunwind's), records no checks, and
- *     reports the address, and the rule service then derives its rule from
- *     CFI: chain_leaf's frame is stepped with an RSP-based rule,
+ *   - a walk that meets a return address without a rule computes it on the
+ *     spot (ml_unwind_rules_now) and goes on with it, checks recorded;
+ *   - when it cannot (another thread computing; here the test's seam says
+ *     so), it steps that frame by libunwind (the same words as libunwind's),
+ *     records no checks, and reports the address, and the rule service
+ *     then derives its rule from CFI: chain_leaf's frame is stepped with an RSP-based rule,
  *     chain_alloca's (a variable-sized frame) with an RBP-based one; a walk
  *     through frames with rules steps the first caller without one (never
  *     walked before) by libunwind, and the service then gets it a rule;
@@ -119,6 +121,7 @@ static ML_NOINLINE unsigned first_cb(void *arg)
 
 static void test_slow_step_without_rule(void)
 {
+    ml_unwind_rules_set_inline(false);
     probe_t p;
     memset(&p, 0, sizeof p);
     chain_run(entry_only_cb, &p, 1, 64);
@@ -151,6 +154,43 @@ static void test_slow_step_without_rule(void)
         CHECK(ml_rule_find(p.words[1], &rule));
         CHECK_EQ(ml_rule_kind(rule), ML_RULE_RBP); /* alloca: CFA from the frame pointer */
     }
+    ml_unwind_rules_set_inline(true);
+}
+
+/* A new caller, with rules computed on the spot: the first walk already
+ * has them all, records its checks, and leaves nothing for the service. */
+static ML_NOINLINE unsigned inline_cb(void *arg)
+{
+    first_t *f = arg;
+    ml_entry_t e;
+    if (ml_unwind_entry(&e))
+        f->n = ml_unwind_walk(&e, f->words, MAXW, &f->checks);
+    f->nref = reference_stack(f->ref, MAXW);
+    return 0;
+}
+
+static ML_NOINLINE unsigned another_caller(first_t *f)
+{
+    unsigned r = chain_run(inline_cb, f, 5, 40);
+    __asm__ volatile("" ::: "memory"); /* keep the call a call, not a jump */
+    return r;
+}
+
+static void test_rules_on_the_spot(void)
+{
+    first_t f;
+    memset(&f, 0, sizeof f);
+    another_caller(&f);
+    CHECK(f.n != ML_WALK_DEFER && f.n == f.nref);
+    for (unsigned i = 0; f.n != ML_WALK_DEFER && i < f.n && i < f.nref; i++)
+        CHECK_EQ(f.words[i], f.ref[i]);
+    CHECK(f.checks.n > 0 && f.checks.n <= ML_CHECK_MAX); /* every frame had its rule */
+    uint64_t rule;
+    unsigned ruled = 0;
+    for (unsigned i = 0; i < f.n; i++)
+        ruled += ml_rule_find(f.words[i], &rule);
+    CHECK_EQ(ruled, f.n);
+    CHECK(!ml_unwind_rules_service()); /* nothing was left for it */
 }
 
 static void test_entry(void)
@@ -288,6 +328,7 @@ static ML_NOINLINE unsigned new_caller(midway_t *m)
 
 static void test_slow_step_midway(void)
 {
+    ml_unwind_rules_set_inline(false);
     midway_t m;
     memset(&m, 0, sizeof m);
     new_caller(&m);
@@ -301,6 +342,7 @@ static void test_slow_step_midway(void)
     CHECK_EQ(m.n, m.nref);
     for (unsigned i = 0; i < m.n && i < m.nref; i++)
         CHECK_EQ(m.words[i], m.ref[i]);
+    ml_unwind_rules_set_inline(true);
 }
 
 int main(void)
@@ -312,5 +354,6 @@ int main(void)
     RUN(test_checks_are_the_loads);
     RUN(test_bounds_and_max);
     RUN(test_slow_step_midway);
+    RUN(test_rules_on_the_spot);
     return check_failures != 0;
 }
