@@ -223,10 +223,12 @@ def read_snapshot(path):
                                    "module_state": mod and mod["state"],
                                    "function": unescape_field(f[5]), "file": unescape_field(f[6]),
                                    "line": None if f[7] == "-" else int(f[7])})
-        elif f[0] == "node":
-            check(int(f[1]) == len(snap["nodes"]), "%s: node %s out of sequence" % (path, f[1]))
-            snap["nodes"].append((int(f[2]), int(f[3])))
-        elif f[0] == "stack":
+        elif f[0] in ("N", "n") and snap["version"] >= 2:
+            k = len(snap["nodes"])  # this node's number
+            snap["nodes"].append((k - 1 if f[0] == "N" else k - int(f[2]), int(f[1])))
+        elif f[0] == "stack" or (f[0] == "s" and snap["version"] >= 2):
+            if f[0] == "s":
+                f = ["s", str(len(snap["stacks"]))] + f[1:]
             if f[7] == "-":
                 frames = []
             elif snap["version"] >= 2:  # the leaf node, up to the root

@@ -110,10 +110,10 @@ for kind, field, value in (("pid", 1, "-5"), ("pid", 1, "1x"), ("time", 1, "nan"
                            ("module", 1, "7"), ("module", 3, "zz"), ("module", 5, "gone"),
                            ("module", 2, "ABCD"), ("module", 6, "bad\\escape"), ("frame", 1, "99"),
                            ("frame", 2, "java"), ("frame", 3, "100000"), ("frame", 4, "-"), ("frame", 7, "-3"),
-                           ("frame", 5, "x\\"), ("stack", 2, "heap"), ("stack", 3, "-1"),
-                           ("stack", 4, "18446744073709551616"), ("stack", 7, "0 99999"), ("stack", 7, "0  1"),
-                           ("stack", 7, ""), ("stack", 7, "99999999"), ("node", 1, "7"), ("node", 2, "99999999"),
-                           ("node", 2, "-1"), ("node", 3, "99999999"), ("node", 3, "x"), ("end", 1, "0"),
+                           ("frame", 5, "x\\"), ("s", 1, "heap"), ("s", 2, "-1"),
+                           ("s", 3, "18446744073709551616"), ("s", 6, "1 2"), ("s", 6, "1x"), ("s", 6, ""),
+                           ("s", 6, "99999999"), ("s", 6, "-1"), ("N", 1, "99999999"), ("N", 1, "-1"), ("N", 1, ""),
+                           ("n", 1, "99999999"), ("n", 2, "0"), ("n", 2, "99999999"), ("n", 2, "x"), ("end", 1, "0"),
                            ("end", 2, "x"), ("end", 3, "0")):
     content, line = corrupt(kind, field, value)
     refuse(content, line, "%s field %d = %r" % (kind, field, value))
@@ -129,19 +129,19 @@ refuse("\n".join(lines[:3] + ["pid\t1\0" + "2"] + lines[3:]) + "\n", 4, "NUL byt
 refuse("\n".join(lines[:3] + ["note\t" + "x" * (65 << 20)] + lines[3:]) + "\n", 4, "a 65 MiB line")
 refuse("\n".join(lines[:3] + ["note" + "\tx" * 1000000] + lines[3:]) + "\n", 4, "a million fields")
 refuse("\n".join(lines[:3] + ["Bad-Key\t1"] + lines[3:]) + "\n", 4, "a bad header key")
-refuse(text + "stack\t1\tmalloc\t1\t1\t1\t1\t-\n", len(lines) + 1, "data after the end record")
+refuse(text + "s\tmalloc\t1\t1\t1\t1\t-\n", len(lines) + 1, "data after the end record")
 refuse("\n".join(lines[:-1] + ["end\t18446744073709551616\t1\t1"]) + "\n", len(lines), "end count overflow")
 refuse("\n".join(lines[:-1] + ["end\t1\t1"]) + "\n", len(lines), "a version 1 end record in version 2")
 
 # valid but strange: figures at the int64 limit (their sums must not
 # overflow), the same stack a thousand times, a module with no frames
 big = str(2**63 - 1)
-stack_line = next(l for l in lines if l.startswith("stack\t"))
+stack_line = next(l for l in lines if l.startswith("s\t"))
 f = stack_line.split("\t")
-huge = "\t".join(f[:3] + [big, big, big, big] + f[7:])
-body = [l for l in lines if not l.startswith("stack\t") and not l.startswith("end\t")]
+huge = "\t".join(f[:2] + [big, big, big, big] + f[6:])
+body = [l for l in lines if not l.startswith("s\t") and not l.startswith("end\t")]
 nframes = sum(1 for l in lines if l.startswith("frame\t"))
-nnodes = sum(1 for l in lines if l.startswith("node\t"))
+nnodes = sum(1 for l in lines if l.startswith(("N\t", "n\t")))
 accept("\n".join(body + [huge] * 1000 + ["end\t1000\t%d\t%d" % (nframes, nnodes)]) + "\n", "int64-limit figures x1000")
 
 # the longest command line the writer records (8 KiB of /proc/self/cmdline:

@@ -82,7 +82,7 @@ cli("diff", snaps[0], expect_rc=2)
 with open_snapshot(snaps[2]) as f:
     good = f.read()
 lines = good.splitlines(True)
-stack_line = next(i for i, l in enumerate(lines) if l.startswith("stack\t"))
+stack_line = next(i for i, l in enumerate(lines) if l.startswith("s\t"))
 cases = {
     "truncated.snap": (good[: len(good) // 2], None),
     "no_end.snap": ("".join(l for l in lines if not l.startswith("end\t")), None),

@@ -244,19 +244,23 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
     return true;
 }
 
-/* node<TAB>id<TAB>parent<TAB>frame (version 2): ids from 1 in order, a
- * parent before its children (0: the root). */
+/* Version 2's nodes, numbered 1, 2, ... in order: "N<TAB>frame" (its
+ * parent is the node before it) or "n<TAB>frame<TAB>back" (its parent is
+ * `back` nodes before it; as far back as its own number: the root). */
 static bool parse_node(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
 {
-    if (n != 4)
-        return fail(c, "node record has %zu fields, expected 4", n);
-    uint64_t id, parent, frame;
-    if (!num_u64(f[1], &id, 10) || id != cap->nnodes + 1 || id > UINT32_MAX - 1)
-        return fail(c, "node number '%s' out of sequence", f[1]);
-    if (!num_u64(f[2], &parent, 10) || parent >= id)
-        return fail(c, "node %s has parent '%s', which is not defined before it", f[1], f[2]);
-    if (!num_u64(f[3], &frame, 10) || frame >= s->nframes)
-        return fail(c, "node %s refers to frame '%s', which is not defined before it", f[1], f[3]);
+    bool chain = f[0][0] == 'N';
+    if (n != (chain ? 2u : 3u))
+        return fail(c, "node record has %zu fields, expected %d", n, chain ? 2 : 3);
+    uint64_t id = cap->nnodes + 1, frame, back = 1;
+    if (id > UINT32_MAX - 1)
+        return fail(c, "too many nodes");
+    if (!num_u64(f[1], &frame, 10) || frame >= s->nframes)
+        return fail(c, "node %llu refers to frame '%s', which is not defined before it", (unsigned long long)id, f[1]);
+    if (!chain && (!num_u64(f[2], &back, 10) || back < 1 || back > id))
+        return fail(c, "node %llu's parent is '%s' nodes back, which is not a node before it", (unsigned long long)id,
+                    f[2]);
+    uint64_t parent = id - back;
     size_t need = cap->nnodes + 2, old = cap->nodes;
     if (need > cap->nodes) {
         size_t nc = cap->nodes ? cap->nodes * 2 : 1024;
@@ -303,13 +307,26 @@ static bool stack_from_node(ctx_t *c, caps_t *cap, ml_rstack_t *st, const char *
 
 static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
 {
-    if (n != 8)
+    char *v1[8];
+    if (s->version >= 2) {
+        /* "s" records carry no id: the id is the stack's place in the file;
+         * the fields line up with version 1's from the domain on */
+        if (n != 7)
+            return fail(c, "stack record has %zu fields, expected 7", n);
+        v1[0] = f[0];
+        v1[1] = NULL;
+        for (int i = 1; i < 7; i++)
+            v1[i + 1] = f[i];
+        f = v1;
+        n = 8;
+    } else if (n != 8) {
         return fail(c, "stack record has %zu fields, expected 8", n);
+    }
     if (!ML_GROW(s->stacks, cap->stacks, s->nstacks + 1))
         return fail(c, "out of memory");
     ml_rstack_t *st = &s->stacks[s->nstacks++]; /* counted at once, as modules */
-    uint64_t id;
-    if (!num_u64(f[1], &id, 10) || id > UINT32_MAX)
+    uint64_t id = s->nstacks - 1;
+    if (s->version < 2 && (!num_u64(f[1], &id, 10) || id > UINT32_MAX))
         return fail(c, "bad stack id '%s'", f[1]);
     st->id = (uint32_t)id;
     st->domain = ml_domain_index(f[2]);
@@ -317,7 +334,7 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return fail(c, "unknown domain '%s'", f[2]);
     if (!num_i64(f[3], &st->live_bytes) || !num_i64(f[4], &st->live_count) ||
         !num_i64(f[5], &st->total_bytes) || !num_i64(f[6], &st->total_count))
-        return fail(c, "bad byte or count field in stack %s", f[1]);
+        return fail(c, "bad byte or count field in stack %u", st->id);
     if (s->version >= 2 && strcmp(f[7], "-") != 0)
         return stack_from_node(c, cap, st, f[7]);
     if (strcmp(f[7], "-") != 0) {
@@ -587,7 +604,8 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
         raw_rest[0] = '\0';
         /* headers keep their raw text; records need no copy (most lines) */
         bool record = phase > 0 || strncmp(line, "module\t", 7) == 0 || strncmp(line, "frame\t", 6) == 0 ||
-                      strncmp(line, "node\t", 5) == 0 || strncmp(line, "stack\t", 6) == 0 ||
+                      strncmp(line, "N\t", 2) == 0 || strncmp(line, "n\t", 2) == 0 ||
+                      strncmp(line, "s\t", 2) == 0 || strncmp(line, "stack\t", 6) == 0 ||
                       strncmp(line, "end\t", 4) == 0;
         char *rest_copy = rest && !record ? strdup(rest + 1) : NULL;
         size_t n = split(line, f, MAX_FIELDS);
@@ -616,10 +634,10 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
         } else if (strcmp(f[0], "frame") == 0) {
             ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after nodes or stacks");
             phase = 2;
-        } else if (strcmp(f[0], "node") == 0 && s->version >= 2) {
+        } else if ((strcmp(f[0], "N") == 0 || strcmp(f[0], "n") == 0) && s->version >= 2) {
             ok = phase <= 3 ? parse_node(&c, s, &cap, f, n) : fail(&c, "node record after stacks");
             phase = 3;
-        } else if (strcmp(f[0], "stack") == 0) {
+        } else if (s->version >= 2 ? strcmp(f[0], "s") == 0 : strcmp(f[0], "stack") == 0) {
             ok = parse_stack(&c, s, &cap, f, n);
             phase = 4;
         } else if (strcmp(f[0], "end") == 0) {

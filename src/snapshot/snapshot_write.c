@@ -408,14 +408,20 @@ static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger
     write_modules(o);
     for (uint32_t f = 0; f < p->nframes; f++)
         write_frame(o, f, p->frames[f], gen);
+    /* nodes: the k-th record is node k; "N" when its parent is the node
+     * just before it (the usual case: chains), else "n" and how far back
+     * its parent is (k back: the root) */
     for (uint32_t i = 0; i < p->nnodes; i++) {
         uint32_t parent = ml_tree_node(t, p->nodes[i])->parent;
-        ml_out_printf(o, "node\t%u\t%u\t%u\n", i + 1, parent == ML_NODE_ROOT ? 0 : p->out_of[parent],
-                      p->frame_of[i]);
+        uint32_t at = parent == ML_NODE_ROOT ? 0 : p->out_of[parent];
+        if (at == i)
+            ml_out_printf(o, "N\t%u\n", p->frame_of[i]);
+        else
+            ml_out_printf(o, "n\t%u\t%u\n", p->frame_of[i], i + 1 - at);
     }
     for (size_t i = 0; i < p->nrows; i++) {
         const row_t *r = &p->rows[i];
-        ml_out_printf(o, "stack\t%u\t%s\t%llu\t%llu\t%llu\t%llu\t", r->id, domain_names[r->v.domain],
+        ml_out_printf(o, "s\t%s\t%llu\t%llu\t%llu\t%llu\t", domain_names[r->v.domain],
                       (unsigned long long)r->t.live_bytes, (unsigned long long)r->t.live_count,
                       (unsigned long long)r->t.total_bytes, (unsigned long long)r->t.total_count);
         if (r->v.overflow)

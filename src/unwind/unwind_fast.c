@@ -132,22 +132,31 @@ enum {
     WF_UNSURE = 8,      /* stepped without a rule: nothing to check, no suffix through it */
 };
 
+/* A frame of a walk in the making. */
 typedef struct {
     uintptr_t pc, sp, bp;   /* the frame: its return address, stack pointer, RBP coming in */
-    uintptr_t ra_slot;      /* where its caller's return address was read (0: not read) */
+    uintptr_t ra_slot;      /* where its step read its caller's return address (0: it did not) */
     uintptr_t bp_slot;      /* where its step reloaded RBP (0: it did not) */
     uint32_t flags;
 } wframe_t;
 
+/* The last walk, outermost frame first, in arrays (the check is a tight
+ * loop over the loads), and its loads: frame i's step read its caller's
+ * return address and perhaps its RBP, checks q[qstart[i]..qstart[i+1]),
+ * each an address (bit 0 set: an RBP) and the value read there. */
 typedef struct {
     uint64_t epoch;     /* rules and code (not the store): ml_entry_t's low half */
     uintptr_t hi;
-    uint32_t n;         /* frames, in f[0..n), f[0] the outermost */
+    uint32_t n;
     bool by_max;        /* the walk stopped at max frames, not at the stack's end */
     uintptr_t end_slot; /* where the walk read the return address below 4096 that ended it (0: none) */
-    /* the memo, then room for a new walk's frames, written from the end
-     * down (innermost last) */
-    wframe_t f[2 * WM_MAX];
+    uint32_t unsure_lo; /* the outermost frame stepped without a rule (n: none) */
+    uintptr_t pc[WM_MAX], sp[WM_MAX], bp[WM_MAX];
+    uint8_t flags[WM_MAX];
+    uint32_t qstart[WM_MAX + 1];
+    uintptr_t qaddr[2 * WM_MAX];
+    uint64_t qval[2 * WM_MAX];
+    wframe_t fresh[WM_MAX]; /* the walk in the making, innermost first */
 } wmemo_t;
 
 /* The rules this thread used last, by return address: the rule map is
@@ -204,48 +213,61 @@ void ml_unwind_fast_init(void) { ml_thread_set_walk_memo_release(wmemo_release);
 /* True when the memo's walk from frame c outward is the walk from here:
  * its loads read the same values now, and RBP is the same where it
  * matters. */
-__attribute__((no_sanitize_address)) static bool suffix_holds(const wmemo_t *m, unsigned c, uintptr_t bp,
-                                                              uintptr_t lo, uintptr_t hi)
+__attribute__((no_sanitize_address)) static bool suffix_holds(const wmemo_t *m, unsigned c, uintptr_t bp)
 {
-    if ((m->f[c].flags & WF_BP_NEEDED) && m->f[c].bp != bp)
+    if (m->unsure_lo <= c || ((m->flags[c] & WF_BP_NEEDED) && m->bp[c] != bp))
+        return false;
+    /* the walk ended on a zero return address: it must still be there */
+    if (m->end_slot && *(const uintptr_t *)m->end_slot >= 4096)
         return false;
     uint64_t diff = 0;
-    if (m->end_slot) {
-        /* the walk ended on a zero return address: it must still be there */
-        if (m->end_slot < lo || m->end_slot + 8 > hi || *(const uintptr_t *)m->end_slot >= 4096)
-            return false;
-    }
-    for (unsigned i = c + 1; i-- > 0;) {
-        const wframe_t *f = &m->f[i];
-        if (f->flags & WF_UNSURE)
-            return false;
-        if (i > 0 && f->ra_slot) {
-            if (f->ra_slot < lo || f->ra_slot + 8 > hi)
-                return false;
-            diff |= *(const uintptr_t *)f->ra_slot ^ m->f[i - 1].pc;
-        }
-        if (i > 0 && (f->flags & WF_BP_USED)) {
-            if (f->bp_slot < lo || f->bp_slot + 8 > hi)
-                return false;
-            diff |= *(const uintptr_t *)f->bp_slot ^ m->f[i - 1].bp;
-        }
-    }
+    for (uint32_t q = m->qstart[1], e = m->qstart[c + 1]; q < e; q++)
+        diff |= *(const uintptr_t *)(m->qaddr[q] & ~(uintptr_t)1) ^ m->qval[q];
     return !diff;
 }
 
-/* Which frames need the RBP they came in with, for f[from..n), given the
- * frame outward of `from` (walking on from a frame goes outward). */
-static void wmemo_close(wmemo_t *m, unsigned from)
+/* Takes the walk in the making (its frames fresh[0..k), innermost first)
+ * in as frames from..from+k of the memo, and their loads. */
+static void wmemo_take(wmemo_t *m, unsigned from, unsigned k)
 {
-    bool need = from > 0 && (m->f[from - 1].flags & WF_BP_NEEDED);
+    for (unsigned t = 0; t < k; t++) {
+        const wframe_t *f = &m->fresh[k - 1 - t];
+        unsigned i = from + t;
+        m->pc[i] = f->pc;
+        m->sp[i] = f->sp;
+        m->bp[i] = f->bp;
+        m->flags[i] = (uint8_t)f->flags;
+        if ((f->flags & WF_UNSURE) && m->unsure_lo > i)
+            m->unsure_lo = i;
+    }
+    m->n = from + k;
+    /* which frames need the RBP they came in with (walking on goes outward) */
+    bool need = from > 0 && (m->flags[from - 1] & WF_BP_NEEDED);
     for (unsigned i = from; i < m->n; i++) {
-        wframe_t *f = &m->f[i];
+        const wframe_t *f = &m->fresh[m->n - 1 - i];
         if (f->flags & WF_USES_BP)
             need = true;
         else if (f->bp_slot)
             need = false;
-        f->flags = need ? f->flags | WF_BP_NEEDED : f->flags & ~(uint32_t)WF_BP_NEEDED;
+        m->flags[i] = need ? m->flags[i] | WF_BP_NEEDED : m->flags[i] & ~(uint8_t)WF_BP_NEEDED;
     }
+    /* the loads of frames from.. (frame 0's caller is not in the walk) */
+    uint32_t q = from ? m->qstart[from] : 0;
+    for (unsigned i = from; i < m->n; i++) {
+        const wframe_t *f = &m->fresh[m->n - 1 - i];
+        m->qstart[i] = q;
+        if (i == 0)
+            continue;
+        if (f->ra_slot) {
+            m->qaddr[q] = f->ra_slot;
+            m->qval[q++] = m->pc[i - 1];
+        }
+        if (f->flags & WF_BP_USED) {
+            m->qaddr[q] = f->bp_slot | 1;
+            m->qval[q++] = m->bp[i - 1];
+        }
+    }
+    m->qstart[m->n] = q;
 }
 
 /* One step of a frame whose return address has no rule yet, by libunwind
@@ -291,10 +313,10 @@ static int step_slow(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *npc, u
 __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e, uint64_t *words, unsigned max,
                                                               ml_checks_t *checks)
 {
-    const uintptr_t hi = e->hi, lo = e->lo, s0 = e->sp0;
+    const uintptr_t hi = e->hi, s0 = e->sp0;
     uintptr_t pc = e->pc0, sp = e->sp0, bp = e->bp0;
     intptr_t bp_src = ML_CHECK_LIVE_BP; /* where bp came from, relative to sp0 */
-    int bp_src_frame = -1;              /* and which new frame (by its number) reloaded it */
+    int bp_src_frame = -1;              /* and which new frame reloaded it */
     bool bp_recorded = false;
     unsigned n = 0;
     if (checks)
@@ -311,55 +333,50 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
         memset(wp->rc, 0, sizeof wp->rc);
         wp->rc_epoch = epoch;
     }
-    bool use_old = m && m->epoch == epoch && m->hi == hi && m->n;
-    /* new frame j is written at f[2 * WM_MAX - 1 - j] */
-#define NEW(j) (&m->f[2 * WM_MAX - 1 - (j)])
+    bool use_old = m && m->epoch == epoch && m->hi == hi && m->n && m->sp[m->n - 1] >= e->lo;
     unsigned c = use_old ? m->n - 1 : 0, tries = 0;
     uintptr_t end_slot = 0;
     while (n < max) {
         if (use_old && tries < 2) {
-            while (c > 0 && m->f[c].sp < sp)
+            while (c > 0 && m->sp[c] < sp)
                 c--;
-            if (m->f[c].sp == sp && m->f[c].pc == pc && (!m->by_max || n + c + 1 >= max)) {
+            if (m->sp[c] == sp && m->pc[c] == pc && (!m->by_max || n + c + 1 >= max)) {
                 tries++;
-                if (suffix_holds(m, c, bp, lo, hi)) {
-                    /* the rest is the memo's: the loads it checked go into
-                     * checks as the walk would have made them, when the
-                     * chain can be cached at all */
+                if (suffix_holds(m, c, bp)) {
+                    /* the rest is the memo's: its loads go into checks as the
+                     * walk would have made them, when the chain can be
+                     * cached at all */
                     unsigned fresh = n, total = n + c + 1 < max ? n + c + 1 : max;
-                    if (checks && total > ML_STACK_CACHE_WORDS)
+                    bool need = m->flags[c] & WF_BP_NEEDED;
+                    if (bp_src_frame >= 0 && need)
+                        m->fresh[bp_src_frame].flags |= WF_BP_USED;
+                    if (checks && total > ML_STACK_CACHE_WORDS) {
                         checks->n = ML_CHECK_MAX + 1;
-                    else if (checks && (m->f[c].flags & WF_BP_NEEDED) && !bp_recorded)
-                        record(checks, bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1
-                                                                  : (uintptr_t)bp_src,
-                               bp - s0, true);
-                    if (bp_src_frame >= 0 && (m->f[c].flags & WF_BP_NEEDED))
-                        NEW(bp_src_frame)->flags |= WF_BP_USED;
-                    bool recording = checks && checks->n <= ML_CHECK_MAX;
-                    for (unsigned i = c + 1; i-- > 0 && n < max;) {
-                        const wframe_t *f = &m->f[i];
-                        words[n++] = f->pc;
-                        if (recording && i > 0 && n < max) {
-                            if (f->ra_slot)
-                                record(checks, f->ra_slot - s0, m->f[i - 1].pc, false);
-                            if (f->flags & WF_BP_USED)
-                                record(checks, (f->bp_slot - s0) | 1, m->f[i - 1].bp - s0, true);
-                        }
+                    } else if (checks) {
+                        if (need && !bp_recorded)
+                            record(checks,
+                                   bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1
+                                                              : (uintptr_t)bp_src,
+                                   bp - s0, true);
+                        for (unsigned i = c; i > 0; i--) /* in walk order: inward frames first */
+                            for (uint32_t q = m->qstart[i]; q < m->qstart[i + 1]; q++) {
+                                bool is_bp = m->qaddr[q] & 1;
+                                record(checks, (m->qaddr[q] & ~(uintptr_t)1) - s0,
+                                       is_bp ? m->qval[q] - s0 : m->qval[q], is_bp);
+                            }
+                        if (total == n + c + 1 && m->end_slot)
+                            record(checks, m->end_slot - s0, *(const uintptr_t *)m->end_slot, false);
                     }
-                    if (recording && n == fresh + c + 1 && m->end_slot)
-                        record(checks, m->end_slot - s0, *(const uintptr_t *)m->end_slot, false);
-                    /* the memo: its frames c and outward as they are, then
-                     * the new ones (NEW(fresh - 1) .. NEW(0): outermost first) */
-                    if (c + 1 + fresh <= WM_MAX) {
-                        memmove(&m->f[c + 1], NEW(fresh - 1), (size_t)fresh * sizeof(wframe_t));
-                        m->n = c + 1 + fresh;
-                        wmemo_close(m, c + 1);
-                    }
+                    for (unsigned i = c + 1; i-- > 0 && n < max;)
+                        words[n++] = m->pc[i];
+                    /* the memo: its frames c and outward as they are, then the new ones */
+                    if (c + 1 + fresh <= WM_MAX)
+                        wmemo_take(m, c + 1, fresh);
                     return n;
                 }
             }
         }
-        wframe_t *nf = m ? NEW(n) : NULL;
+        wframe_t *nf = m ? &m->fresh[n] : NULL;
         if (nf)
             *nf = (wframe_t){pc, sp, bp, 0, 0, 0};
         words[n++] = pc;
@@ -414,7 +431,7 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
                            bp_src == ML_CHECK_LIVE_BP ? (uintptr_t)ML_CHECK_LIVE_BP & ~(uintptr_t)1 : (uintptr_t)bp_src,
                            bp - s0, true);
                 if (bp_src_frame >= 0 && m)
-                    NEW(bp_src_frame)->flags |= WF_BP_USED;
+                    m->fresh[bp_src_frame].flags |= WF_BP_USED;
                 bp_recorded = true;
             }
         }
@@ -446,15 +463,12 @@ __attribute__((no_sanitize_address)) unsigned ml_unwind_walk(const ml_entry_t *e
     }
     if (m) {
         /* a walk of its own: the memo is this walk */
-        memmove(&m->f[0], NEW(n - 1), (size_t)n * sizeof(wframe_t));
-        m->n = n;
-        m->f[0].ra_slot = 0; /* the outermost frame's caller, if read, is not a frame of the walk */
+        m->unsure_lo = n;
+        wmemo_take(m, 0, n);
         m->by_max = n == max;
         m->end_slot = m->by_max ? 0 : end_slot;
         m->epoch = epoch;
         m->hi = hi;
-        wmemo_close(m, 0);
     }
-#undef NEW
     return n;
 }
