@@ -2,12 +2,12 @@
 and free (some across threads) while snapshot signals arrive every 2 ms and
 short-lived threads come and go: every snapshot parses, no temporary file is
 left, the totals of every stack never go down from one snapshot to the next
-(a snapshot holds the stacks that hold memory, or allocated or freed since
-the one before: a stack in two consecutive snapshots is compared),
-and at the end the ledger's live bytes and allocations for the workers'
-stacks equal the program's own count, exactly, as do the totals ever
-allocated there (each stack's totals where it was last written: every
-allocation shows in the snapshot that follows it).
+(a snapshot holds the stacks that hold memory now or did at the one
+before: a stack in two consecutive snapshots is compared), and at the end
+the ledger's live bytes and allocations for the workers' stacks equal the
+program's own count, exactly, as do the totals ever allocated there (the
+program keeps the first allocation of each of its stacks, so every one is
+in the final snapshot with its totals).
 Usage: test_threads.py NTHREADS OPS_PER_THREAD [TRANSIENT_THREADS] [--preload LIB]"""
 import json
 import os

@@ -182,7 +182,7 @@ static bool same_stack(const void *ctx, uint32_t uid)
 /* Returns the stack's uid (+1), 0 on out of memory. Takes `frames`. */
 static uint32_t intern_stack(ml_stackset_t *set, int domain, uint32_t *frames, uint32_t n)
 {
-    uint64_t h = ml_hash_u64(ml_hash_bytes(frames, n * sizeof *frames, ML_HASH_SEED ^ (uint64_t)domain));
+    uint64_t h = ml_hash_u64(ml_hash_u32s(frames, n, ML_HASH_SEED ^ (uint64_t)domain));
     sprobe_t probe = {set, domain, frames, n};
     uint32_t u = ml_hashidx_find(&set->sidx, h, same_stack, &probe);
     if (u != ML_HASHIDX_NONE) {

@@ -83,4 +83,11 @@ uint64_t ml_hash_bytes(const void *p, size_t n, uint64_t h)
     return h;
 }
 
+uint64_t ml_hash_u32s(const uint32_t *w, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ w[i]) * 0x9e3779b97f4a7c15ull + (h >> 29);
+    return h;
+}
+
 uint64_t ml_hash_str(const char *s) { return ml_hash_u64(ml_hash_bytes(s, strlen(s), ML_HASH_SEED)); }

@@ -72,6 +72,11 @@ static inline uint64_t ml_hash_u64(uint64_t h)
  * with ml_hash_u64 before it goes to the index. */
 uint64_t ml_hash_bytes(const void *p, size_t n, uint64_t h);
 
+/* n 32-bit words, continuing from `h`: a word at a time, for keys that are
+ * arrays of ids (a stack's frames), four times fewer steps than bytes. Mix
+ * the result with ml_hash_u64. */
+uint64_t ml_hash_u32s(const uint32_t *w, size_t n, uint64_t h);
+
 /* A NUL-terminated string, mixed: ready for the index. */
 uint64_t ml_hash_str(const char *s);
 

@@ -86,7 +86,7 @@ typedef struct {
     row_t *rows;
     size_t nrows;
     uint32_t nstacks;           /* ids looked at */
-    uint64_t *moves;            /* per id: allocations plus frees now */
+    uint64_t *live;             /* bit per id: it holds memory now */
     ml_totals_t dom[ML_DOM_COUNT];
     uint32_t *out_of;           /* node id -> its number in the file (0: the root, or not written) */
     uint32_t *nodes;            /* the file's nodes in order: node ids */
@@ -96,25 +96,27 @@ typedef struct {
     uint32_t nframes;
 } plan_t;
 
-/* Per stack id, its allocations plus frees at this process's previous
- * snapshot (the dumper thread's alone: snapshots are written one at a
- * time). Counts only grow, so a stack did something since exactly when
- * its sum differs. */
-static uint64_t *prev_moves;
+/* Which stack ids held memory at this process's previous snapshot (the
+ * dumper thread's alone: snapshots are written one at a time). A stack is
+ * written when it holds memory now or did then: a diff of two snapshots
+ * sees every stack whose live bytes changed, and a stack that only ever
+ * churned (import-time temporaries: a third of a PyTorch process's stacks)
+ * costs nothing in the file; its allocations stay in the domain totals.
+ * An id given back and reused since is at worst written once for nothing. */
+static uint64_t *prev_live;
 static uint32_t prev_n;
 
-static inline uint64_t moves(const ml_totals_t *t) { return t->total_count + (t->total_count - t->live_count); }
+static inline bool was_live(uint32_t id) { return id < prev_n && (prev_live[id >> 6] >> (id & 63) & 1); }
 
 static int select_stacks(plan_t *p)
 {
     p->nstacks = ml_ledger_ids();
     p->rows = malloc((size_t)p->nstacks * sizeof *p->rows + 1);
-    p->moves = malloc((size_t)p->nstacks * sizeof *p->moves + 1);
-    if (!p->rows || !p->moves)
+    p->live = calloc(((size_t)p->nstacks + 63) / 64 + 1, sizeof *p->live);
+    if (!p->rows || !p->live)
         return ENOMEM;
     for (uint32_t id = 0; id < p->nstacks; id++) {
         row_t *r = &p->rows[p->nrows];
-        p->moves[id] = 0;
         if (!ml_ledger_stack(id, &r->v))
             continue;
         ml_ledger_totals(id, &r->t);
@@ -123,9 +125,10 @@ static int select_stacks(plan_t *p)
         d->live_count += r->t.live_count;
         d->total_bytes += r->t.total_bytes;
         d->total_count += r->t.total_count;
-        p->moves[id] = moves(&r->t);
         bool live = r->t.live_count || r->t.live_bytes;
-        if (live || p->moves[id] != (id < prev_n ? prev_moves[id] : 0)) {
+        if (live)
+            p->live[id >> 6] |= 1ull << (id & 63);
+        if (live || was_live(id)) {
             r->id = id;
             p->nrows++;
         }
@@ -134,12 +137,12 @@ static int select_stacks(plan_t *p)
 }
 
 /* This snapshot was written: its counts are what the next compares with. */
-static void remember_moves(plan_t *p)
+static void remember_live(plan_t *p)
 {
-    free(prev_moves);
-    prev_moves = p->moves;
+    free(prev_live);
+    prev_live = p->live;
     prev_n = p->nstacks;
-    p->moves = NULL;
+    p->live = NULL;
 }
 
 static int select_nodes(plan_t *p, const ml_tree_t *t)
@@ -203,7 +206,7 @@ static int number_frames(plan_t *p, const ml_tree_t *t)
 static void plan_free(plan_t *p)
 {
     free(p->rows);
-    free(p->moves);
+    free(p->live);
     free(p->out_of);
     free(p->nodes);
     free(p->frame_of);
@@ -566,7 +569,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
     if (dfd >= 0)
         close(dfd);
     if (!err)
-        remember_moves(&p);
+        remember_live(&p);
     plan_free(&p);
     if (err)
         atomic_fetch_add(&ml_snapshots_failed, 1);

@@ -4,7 +4,10 @@
  * are created and exit. At the end the program's own count of what it holds
  * must equal the ledger's live bytes and allocations for the stacks under
  * worker_alloc and worker_realloc, exactly, and its count of everything it
- * allocated there must equal the ledger's totals, exactly.
+ * allocated there must equal the ledger's totals, exactly. A snapshot
+ * writes the stacks that hold memory (or held some at the snapshot before),
+ * so the first allocation made at each of those stacks is kept to the end:
+ * every stack is in the final snapshot with its totals.
  * Usage: threads NTHREADS OPS_PER_THREAD [TRANSIENT_THREADS] */
 #include "snapshot_wait.h"
 
@@ -12,6 +15,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -43,12 +47,30 @@ static uint64_t rnd(uint64_t *s)
     return *s;
 }
 
-/* Every allocating function; *size is what the ledger must record. */
-NOINLINE static void *worker_alloc(uint64_t *s, size_t *size)
+/* The first allocation at each stack is kept (pinned) to the end: per
+ * calling function (worker, transient), each of worker_alloc's 9 calls and
+ * worker_realloc's 2. Threads of one function share its stacks. */
+enum { IN_WORKER, IN_TRANSIENT };
+#define NPATHS (9 + 2)
+static _Atomic int pinned[2][NPATHS];
+static void *pins[2 * NPATHS];
+static _Atomic int npins;
+
+static bool pin_first(int fn, int path, void *p)
+{
+    if (atomic_exchange(&pinned[fn][path], 1))
+        return false;
+    pins[atomic_fetch_add(&npins, 1)] = p;
+    return true;
+}
+
+/* Every allocating function; *size is what the ledger must record, *path
+ * which call made it. */
+NOINLINE static void *worker_alloc(uint64_t *s, size_t *size, int *path)
 {
     void *p = NULL;
     size_t n = *size;
-    switch (rnd(s) % 9) {
+    switch ((*path = (int)(rnd(s) % 9))) {
     case 0: p = malloc(n); break;
     case 1: p = calloc(1, n); break;
     case 2: if (posix_memalign(&p, 32, n)) p = NULL; break;
@@ -72,9 +94,10 @@ NOINLINE static void *worker_alloc(uint64_t *s, size_t *size)
     return p;
 }
 
-NOINLINE static void *worker_realloc(uint64_t *s, void *p, size_t n)
+NOINLINE static void *worker_realloc(uint64_t *s, void *p, size_t n, int *path)
 {
-    void *q = rnd(s) % 4 ? realloc(p, n) : reallocarray(p, 1, n);
+    *path = rnd(s) % 4 ? 9 : 10;
+    void *q = *path == 9 ? realloc(p, n) : reallocarray(p, 1, n);
     if (q) {
         realloc_bytes += (long long)n;
         realloc_count++;
@@ -101,22 +124,28 @@ static void *worker(void *arg)
             size_t n = 1 + rnd(&s) % 3000;
             if (rnd(&s) % 16 == 0)
                 n += 200000; /* now and then a big one */
-            void *p = worker_alloc(&s, &n);
+            int path;
+            void *p = worker_alloc(&s, &n, &path);
             if (!p)
+                continue;
+            held_bytes += (long long)n;
+            held_count++;
+            if (pin_first(IN_WORKER, path, p))
                 continue;
             held[nheld].p = p;
             held[nheld].n = n;
             nheld++;
-            held_bytes += (long long)n;
-            held_count++;
         } else if (r < 60 && nheld) {
             int i = (int)(rnd(&s) % (uint64_t)nheld);
             size_t n = 1 + rnd(&s) % 5000;
-            void *q = worker_realloc(&s, held[i].p, n);
+            int path;
+            void *q = worker_realloc(&s, held[i].p, n, &path);
             if (q) {
                 held_bytes += (long long)n - (long long)held[i].n;
                 held[i].p = q;
                 held[i].n = n;
+                if (pin_first(IN_WORKER, path, q))
+                    held[i] = held[--nheld];
             }
         } else if (r < 70 && nheld) {
             /* hand one to the next thread, take what it left for us */
@@ -161,21 +190,29 @@ static void *transient(void *arg)
 {
     uint64_t s = 0x2545f4914f6cdd1dull * (uint64_t)((intptr_t)arg + 1);
     item_t mine[32];
+    int path[32];
     for (int i = 0; i < 32; i++) {
         mine[i].n = 1 + rnd(&s) % 700;
-        mine[i].p = worker_alloc(&s, &mine[i].n);
+        mine[i].p = worker_alloc(&s, &mine[i].n, &path[i]);
     }
     for (int i = 0; i < 8; i++) {
         size_t n = 1 + rnd(&s) % 900;
-        void *q = worker_realloc(&s, mine[i].p, n);
+        int rpath;
+        void *q = worker_realloc(&s, mine[i].p, n, &rpath);
         if (q) {
             mine[i].p = q;
             mine[i].n = n;
+            path[i] = rpath;
         }
     }
     for (int i = 0; i < 32; i++) {
         if (!mine[i].p)
             continue;
+        if (pin_first(IN_TRANSIENT, path[i], mine[i].p)) {
+            held_bytes += (long long)mine[i].n;
+            held_count++;
+            continue;
+        }
         int k = i < TRANSIENT_KEEP ? atomic_fetch_add(&ntransient_kept, 1) : -1;
         if (k >= 0 && k < (int)(sizeof transient_kept / sizeof *transient_kept)) {
             transient_kept[k] = mine[i];
