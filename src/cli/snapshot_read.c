@@ -119,6 +119,17 @@ static bool num_u64(const char *s, uint64_t *v, int base)
 {
     if (!*s || *s == '-' || *s == '+' || *s == ' ')
         return false;
+    if (base == 10) {
+        /* by hand: most of a large snapshot's fields are short decimals */
+        uint64_t x = 0;
+        for (; *s; s++) {
+            unsigned d = (unsigned)(*s - '0');
+            if (d > 9 || __builtin_mul_overflow(x, 10, &x) || __builtin_add_overflow(x, d, &x))
+                return false;
+        }
+        *v = x;
+        return true;
+    }
     char *end;
     errno = 0;
     unsigned long long x = strtoull(s, &end, base);
@@ -287,22 +298,26 @@ static bool parse_node(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t
     return true;
 }
 
-/* A version 2 stack's frames: its leaf node up to the root. */
+/* A version 2 stack: its leaf node (its frames are read from the tree). */
 static bool stack_from_node(ctx_t *c, caps_t *cap, ml_rstack_t *st, const char *field)
 {
     uint64_t leaf;
     if (!num_u64(field, &leaf, 10) || leaf > cap->nnodes)
         return fail(c, "stack %u refers to node '%s', which is not defined before it", st->id, field);
-    if (!leaf)
-        return true; /* an empty stack */
-    st->nframes = cap->depth[leaf];
-    st->frames = malloc(st->nframes * sizeof *st->frames);
-    if (!st->frames)
-        return fail(c, "out of memory");
-    uint32_t k = 0;
-    for (uint32_t node = (uint32_t)leaf; node && k < st->nframes; node = cap->parent[node])
-        st->frames[k++] = cap->frame[node];
+    st->node = (uint32_t)leaf;
+    st->nframes = leaf ? cap->depth[leaf] : 0;
     return true;
+}
+
+void ml_snapshot_stack_frames(const ml_snapshot_t *s, const ml_rstack_t *st, uint32_t *out)
+{
+    if (st->frames) {
+        memcpy(out, st->frames, st->nframes * sizeof *out);
+        return;
+    }
+    uint32_t k = 0;
+    for (uint32_t node = st->node; node && k < st->nframes; node = s->node_parent[node])
+        out[k++] = s->node_frame[node];
 }
 
 static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
@@ -678,9 +693,16 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
     }
     free(line);
     free(f);
-    free(cap.parent);
-    free(cap.frame);
     free(cap.depth);
+    if (s) {
+        /* the tree stays with the snapshot: its stacks are read from it */
+        s->node_parent = cap.parent;
+        s->node_frame = cap.frame;
+        s->nnodes = cap.nnodes;
+    } else {
+        free(cap.parent);
+        free(cap.frame);
+    }
     if (!ok) {
         ml_snapshot_free(s);
         return NULL;
@@ -710,6 +732,8 @@ void ml_snapshot_free(ml_snapshot_t *s)
     free(s->modules);
     free(s->frames);
     free(s->stacks);
+    free(s->node_parent);
+    free(s->node_frame);
     free(s->path);
     free(s->exe);
     free(s->cmdline);

@@ -1,8 +1,11 @@
 /* snapshot_read.h — loading a snapshot file into memory, for the CLI.
  * Owns: parsing and validating the format of format.h / docs/format.md:
  * version 2 (gzip-compressed, stacks as paths in a tree of nodes) and
- * version 1 (plain text, each stack its list of frames). Either way a
- * loaded stack is its list of frames, innermost first.
+ * version 1 (plain text, each stack its list of frames). A version 1
+ * stack is its list of frames, innermost first; a version 2 stack is its
+ * leaf node, and its frames the path from there to the root: the tree is
+ * kept as read (a large snapshot's stacks share most of their frames, and
+ * readers match them node by node).
  * Must never crash or trust the file: a malformed, truncated or hostile
  * snapshot is an error naming the file and line, nothing else. */
 #ifndef ML_SNAPSHOT_READ_H
@@ -36,8 +39,9 @@ typedef struct {
     uint32_t id;
     int domain;            /* index into the domain names */
     int64_t live_bytes, live_count, total_bytes, total_count;
-    uint32_t nframes;
-    uint32_t *frames;      /* indexes into frames[], innermost first */
+    uint32_t nframes;      /* its depth */
+    uint32_t *frames;      /* version 1: indexes into frames[], innermost first; else NULL */
+    uint32_t node;         /* version 2: its leaf node (0: no frames) */
 } ml_rstack_t;
 
 typedef struct {
@@ -66,6 +70,11 @@ typedef struct {
     size_t nframes;
     ml_rstack_t *stacks;
     size_t nstacks;
+    /* version 2's tree: node i (1..nnodes) is frame node_frame[i] called
+     * from node node_parent[i], which comes before it; node 0 is the root.
+     * NULL for version 1. */
+    uint32_t *node_parent, *node_frame;
+    size_t nnodes;
 } ml_snapshot_t;
 
 /* Loads `path`. Returns NULL and writes "PATH:LINE: what is wrong" into err
@@ -75,6 +84,10 @@ ml_snapshot_t *ml_snapshot_load(const char *path, char *err, size_t errcap);
  * it in errors. The stream is left open. */
 ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap);
 void ml_snapshot_free(ml_snapshot_t *s);
+
+/* Stack st's frames (indexes into s->frames[]), innermost first, into
+ * out[0..st->nframes), whichever version it was read from. */
+void ml_snapshot_stack_frames(const ml_snapshot_t *s, const ml_rstack_t *st, uint32_t *out);
 
 /* Domain name <-> index (format.h's list); -1 when unknown. */
 int ml_domain_index(const char *name);

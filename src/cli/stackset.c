@@ -1,7 +1,9 @@
 /* stackset.c — address-free stack identity across snapshots (see stackset.h).
  * Frames are interned by an identity string (a strmap: a frame's uid is
- * its string's id); stacks by their domain and frame-uid sequence, found
- * again through common/hashidx.h. */
+ * its string's id); call paths in the set's own tree, a node per (caller
+ * node, frame uid), so a version 2 snapshot's tree maps onto it node by
+ * node and a stack is found again by its domain and leaf node (through
+ * common/hashidx.h) without looking at its frames. */
 #include "cli/stackset.h"
 #include "cli/cython.h"
 #include "cli/demangle.h"
@@ -19,6 +21,10 @@ typedef struct {
 } smodule_t;
 
 typedef struct {
+    uint32_t parent, frame, depth;
+} snode_t;
+
+typedef struct {
     ml_sval_t *v;           /* by stack uid, grown as stacks appear */
     size_t cap;
 } svalues_t;
@@ -32,6 +38,9 @@ struct ml_stackset {
     size_t nframes, frames_cap;
     ml_sstack_t *stacks;
     size_t nstacks, stacks_cap;
+    snode_t *nodes;         /* the call tree; node 0 is the root */
+    size_t nnodes, nodes_cap;
+    ml_hashidx_t nidx;      /* nodes by caller and frame */
     svalues_t *values;      /* by snapshot */
     size_t nsnaps, values_cap;
 };
@@ -67,8 +76,10 @@ void ml_stackset_free(ml_stackset_t *set)
     free(set->values);
     free(set->frames);
     free(set->stacks);
+    free(set->nodes);
     ml_strmap_free(set->fkeys);
     ml_hashidx_free(&set->sidx);
+    ml_hashidx_free(&set->nidx);
     free(set);
 }
 
@@ -165,36 +176,102 @@ static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, cons
     return (uint32_t)set->nframes;
 }
 
-typedef struct {
-    const ml_stackset_t *set;
-    int domain;
-    const uint32_t *frames;
-    uint32_t n;
-} sprobe_t;
-
-static bool same_stack(const void *ctx, uint32_t uid)
+/* The node for frame `frame` called from node `parent`: its uid, or
+ * UINT32_MAX when out of memory. */
+static uint32_t intern_node(ml_stackset_t *set, uint32_t parent, uint32_t frame)
 {
-    const sprobe_t *p = ctx;
-    const ml_sstack_t *s = &p->set->stacks[uid];
-    return s->domain == p->domain && s->nframes == p->n && memcmp(s->frames, p->frames, p->n * sizeof *p->frames) == 0;
+    if (!set->nnodes) { /* the root */
+        if (!ML_GROW(set->nodes, set->nodes_cap, 1))
+            return UINT32_MAX;
+        set->nodes[0] = (snode_t){0, 0, 0};
+        set->nnodes = 1;
+    }
+    /* ml_hash_u64 is a bijection: equal hashes are equal keys, and a probe
+     * never looks at the node itself (a second cache miss) */
+    uint64_t h = ml_hash_u64(((uint64_t)parent << 32 | frame) ^ ML_HASH_SEED);
+    uint32_t u = ml_hashidx_find(&set->nidx, h, NULL, NULL);
+    if (u != ML_HASHIDX_NONE)
+        return u;
+    u = (uint32_t)set->nnodes;
+    if (u == UINT32_MAX || !ML_GROW(set->nodes, set->nodes_cap, set->nnodes + 1) || !ml_hashidx_add(&set->nidx, h, u))
+        return UINT32_MAX;
+    set->nodes[u] = (snode_t){parent, frame, set->nodes[parent].depth + 1};
+    set->nnodes++;
+    return u;
 }
 
-/* Returns the stack's uid (+1), 0 on out of memory. Takes `frames`. */
-static uint32_t intern_stack(ml_stackset_t *set, int domain, uint32_t *frames, uint32_t n)
+/* The stack of `domain` ending at `node`: its uid (+1), 0 on out of
+ * memory. A new one gets its frames, read from the tree. */
+static uint32_t intern_stack(ml_stackset_t *set, int domain, uint32_t node)
 {
-    uint64_t h = ml_hash_u64(ml_hash_u32s(frames, n, ML_HASH_SEED ^ (uint64_t)domain));
-    sprobe_t probe = {set, domain, frames, n};
-    uint32_t u = ml_hashidx_find(&set->sidx, h, same_stack, &probe);
-    if (u != ML_HASHIDX_NONE) {
-        free(frames);
+    /* a bijection again: node and domain are the whole key */
+    uint64_t h = ml_hash_u64(((uint64_t)node << 8 | (uint64_t)(domain & 0xff)) ^ ML_HASH_SEED);
+    uint32_t u = ml_hashidx_find(&set->sidx, h, NULL, NULL);
+    if (u != ML_HASHIDX_NONE)
         return u + 1;
-    }
+    uint32_t n = node ? set->nodes[node].depth : 0;
+    uint32_t *frames = malloc((n + 1) * sizeof *frames);
     u = (uint32_t)set->nstacks;
-    if (!ML_GROW(set->stacks, set->stacks_cap, set->nstacks + 1) || !ml_hashidx_add(&set->sidx, h, u))
+    if (!frames || !ML_GROW(set->stacks, set->stacks_cap, set->nstacks + 1) || !ml_hashidx_add(&set->sidx, h, u)) {
+        free(frames);
         return 0;
-    set->stacks[u] = (ml_sstack_t){domain, n, frames};
+    }
+    uint32_t k = 0;
+    for (uint32_t x = node; x && k < n; x = set->nodes[x].parent)
+        frames[k++] = set->nodes[x].frame;
+    set->stacks[u] = (ml_sstack_t){domain, n, frames, node};
     set->nstacks++;
     return u + 1;
+}
+
+/* Each of the snapshot's stacks' leaf in the set's tree: a version 2
+ * snapshot's tree maps over node by node (parents come first), a version
+ * 1 stack is walked from its outermost frame. */
+static uint32_t *map_leaves(ml_stackset_t *set, const ml_snapshot_t *snap, const uint32_t *fuid)
+{
+    uint32_t *leaf = calloc(snap->nstacks + 1, sizeof *leaf); /* 0: no frames */
+    if (!leaf)
+        return NULL;
+    /* room at once for as much as the larger of the set and the snapshot
+     * (snapshots of one process share most of their nodes and stacks) */
+    if (!ml_hashidx_reserve(&set->nidx, (set->nnodes > snap->nnodes ? set->nnodes : snap->nnodes) + 1) ||
+        !ml_hashidx_reserve(&set->sidx, (set->nstacks > snap->nstacks ? set->nstacks : snap->nstacks) + 1)) {
+        free(leaf);
+        return NULL;
+    }
+    if (snap->node_parent) {
+        uint32_t *map = malloc((snap->nnodes + 1) * sizeof *map);
+        if (!map) {
+            free(leaf);
+            return NULL;
+        }
+        map[0] = 0;
+        for (size_t i = 1; i <= snap->nnodes; i++) {
+            map[i] = intern_node(set, map[snap->node_parent[i]], fuid[snap->node_frame[i]]);
+            if (map[i] == UINT32_MAX) {
+                free(map);
+                free(leaf);
+                return NULL;
+            }
+        }
+        for (size_t i = 0; i < snap->nstacks; i++)
+            leaf[i] = map[snap->stacks[i].node];
+        free(map);
+    }
+    for (size_t i = 0; i < snap->nstacks; i++) {
+        const ml_rstack_t *st = &snap->stacks[i];
+        if (!st->frames)
+            continue;
+        uint32_t node = 0;
+        for (uint32_t k = st->nframes; k-- > 0 && node != UINT32_MAX;)
+            node = intern_node(set, node, fuid[st->frames[k]]);
+        if (node == UINT32_MAX) {
+            free(leaf);
+            return NULL;
+        }
+        leaf[i] = node;
+    }
+    return leaf;
 }
 
 int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
@@ -220,21 +297,16 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
         fuid[i]--;
     }
     free(modmap);
+    uint32_t *leaf = map_leaves(set, snap, fuid);
+    free(fuid);
+    if (!leaf)
+        return -1;
     for (size_t i = 0; i < snap->nstacks; i++) {
         const ml_rstack_t *st = &snap->stacks[i];
-        uint32_t *frames = malloc((st->nframes + 1) * sizeof *frames);
-        if (!frames) {
-            free(fuid);
-            return -1;
-        }
-        for (uint32_t k = 0; k < st->nframes; k++)
-            frames[k] = fuid[st->frames[k]];
-        uint32_t uid = intern_stack(set, st->domain, frames, st->nframes);
+        uint32_t uid = intern_stack(set, st->domain, leaf[i]);
         svalues_t *sv = &set->values[si];
         if (!uid || !ML_GROW(sv->v, sv->cap, uid)) {
-            if (!uid)
-                free(frames);
-            free(fuid);
+            free(leaf);
             return -1;
         }
         ml_sval_t *v = &sv->v[uid - 1];
@@ -244,7 +316,7 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
         v->total_bytes = ml_sat_add(v->total_bytes, st->total_bytes);
         v->total_count = ml_sat_add(v->total_count, st->total_count);
     }
-    free(fuid);
+    free(leaf);
     return (int)si;
 }
 

@@ -27,6 +27,7 @@ typedef struct {
     int domain;
     uint32_t nframes;
     uint32_t *frames;     /* frame uids, innermost first */
+    uint32_t node;        /* its leaf in the set's own call tree (0: no frames) */
 } ml_sstack_t;
 
 typedef struct {
