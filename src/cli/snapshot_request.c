@@ -124,7 +124,12 @@ int ml_target_open(long pid, ml_target_t *t, char *err, size_t errcap)
             return 2;
         }
         cwd[n] = '\0';
-        snprintf(t->dir, sizeof t->dir, "%s/%s", cwd, d && *d ? d : ".");
+        /* no MEMLEDGER_DIR: the cwd itself, so the path printed is the plain
+         * one (not "cwd/./memledger.PID.SEQ.snap") */
+        if (d && *d)
+            snprintf(t->dir, sizeof t->dir, "%s/%s", cwd, d);
+        else
+            snprintf(t->dir, sizeof t->dir, "%s", cwd);
     }
     free(env);
     return 0;
