@@ -16,9 +16,13 @@ known number of requests, takes snapshot B, and reads `memledger diff A B
 --format json`:
 - each `# LEAK:<kind>` line of the program grows, summed over the stacks
   whose innermost frame in the program is that line (where a user looks:
-  for a tensor the innermost frames are libtorch's, so `--group-by line`
-  would name c10's allocator, not the line), by requests x LEAK_BYTES,
-  within 10% (the buffers' object headers and list slots come on top);
+  for a tensor the innermost frames are libtorch's), by requests x
+  LEAK_BYTES, within 10% (the buffers' object headers and list slots come
+  on top);
+- with `--group-by line`, as a newcomer would read it, each LEAK line is a
+  row of its own (the row's line is the innermost Python frame, not the
+  extension's allocator inside it), with the same growth within 10%, and
+  no row that grew by 64 KiB or more is a warm-up or churn line;
 - no stack that grew by 64 KiB or more has the warm-up cache's or the
   churn's line in it;
 - both snapshots say the stack store neither degraded nor overflowed (every
@@ -177,6 +181,32 @@ def check_leaks(name, script, report, requests, leak_bytes):
     return truth, figures
 
 
+def check_line_rows(name, script, a, b, truth):
+    """`memledger diff --group-by line`: each LEAK line is a row of its own
+    that grew by the truth (10%), summed over its domains (a line's Python
+    objects and its malloc'd buffers are rows of each domain); no MARK line
+    is a row that grew by BIG or more."""
+    rep = diff_json(a, b, extra=("--group-by", "line"))
+    leaks, marks = markers(script)
+
+    def rows_at(line):
+        out = []
+        for r in rep["stacks"]:
+            u = r.get("user_frame")
+            f = r["frames"][u] if u is not None and u < len(r["frames"]) else None
+            if f and f["kind"] == "python" and f["file"] == script and f["line"] == line:
+                out.append(r)
+        return out
+    for kind, line in leaks.items():
+        rows = rows_at(line)
+        grown = sum(r["growth_bytes"] for r in rows)
+        check(rows and within(grown, truth), "%s --group-by line: LEAK:%s (line %d) rows grew %d bytes, the truth "
+              "is %d; rows: %s" % (name, kind, line, grown, truth, [(r["growth_bytes"], r["domain"]) for r in rows]))
+    for mark, line in marks.items():
+        big = [r["growth_bytes"] for r in rows_at(line) if r["growth_bytes"] >= BIG]
+        check(not big, "%s --group-by line: MARK:%s (line %d) grew %s" % (name, mark, line, big))
+
+
 def diff(a, b):
     t = time.monotonic()
     report = diff_json(a, b)
@@ -273,6 +303,7 @@ def torch_service():
     check(info["served"] == 400, "torch: served %s" % info)
     rep, diff_s = diff(snaps[0][0], snaps[1][0])
     truth, figures = check_leaks(name, script, rep, requests, info["leak_bytes"])
+    check_line_rows(name, script, snaps[0][0], snaps[1][0], truth)
     report_service("torch %s" % info["torch"], truth, figures,
                    [(p, took, check_snapshot(name, p, proc.pid)) for p, took in snaps], diff_s, started, requests, t)
 
@@ -328,6 +359,7 @@ def web_service(name, script, cmd_for, use_fd):
         finish(name, proc, d, err_path, snaps)
     rep, diff_s = diff(snaps[0][0], snaps[1][0])
     truth, figures = check_leaks(name, script, rep, MEASURED_REQUESTS, stats["leak_bytes"])
+    check_line_rows(name, script, snaps[0][0], snaps[1][0], truth)
     report_service("%s (%.0f req/s under the ledger)" % (name, lg["per_second"]), truth, figures,
                    [(p, took, check_snapshot(name, p, worker)) for p, took in snaps], diff_s, started,
                    MEASURED_REQUESTS, t)

@@ -30,12 +30,40 @@ bool ml_frame_is_runtime(const ml_sframe_t *f)
     return false;
 }
 
-enum { UNKNOWN, USER, RUNTIME };
+bool ml_frame_is_library(const ml_sframe_t *f)
+{
+    if (f->kind != ML_FRAME_PYTHON || !f->file)
+        return false;
+    return f->file[0] == '<' || strstr(f->file, "/site-packages/") || strstr(f->file, "/dist-packages/") ||
+           fnmatch("*/lib/python[0-9]*/*", f->file, 0) == 0;
+}
+
+enum { UNKNOWN, USER, RUNTIME, PY_PROGRAM, PY_LIBRARY };
 
 uint32_t ml_stack_user_frame(const ml_stackset_t *set, const ml_sstack_t *st, uint8_t *cache)
 {
     if (!st->nframes)
         return UINT32_MAX;
+    /* Python frames: the program's own, else any */
+    uint32_t any_py = UINT32_MAX;
+    for (uint32_t i = 0; i < st->nframes; i++) {
+        uint32_t uid = st->frames[i];
+        uint8_t c = cache ? cache[uid] : UNKNOWN;
+        if (c == UNKNOWN) {
+            const ml_sframe_t *f = ml_stackset_frame(set, uid);
+            c = f->kind != ML_FRAME_PYTHON           ? (ml_frame_is_runtime(f) ? RUNTIME : USER)
+                : ml_frame_is_library(f) ? PY_LIBRARY
+                                         : PY_PROGRAM;
+            if (cache)
+                cache[uid] = c;
+        }
+        if (c == PY_PROGRAM)
+            return i;
+        if (c == PY_LIBRARY && any_py == UINT32_MAX)
+            any_py = i;
+    }
+    if (any_py != UINT32_MAX)
+        return any_py;
     for (uint32_t i = 0; i < st->nframes; i++) {
         uint32_t uid = st->frames[i];
         uint8_t c = cache ? cache[uid] : UNKNOWN;
