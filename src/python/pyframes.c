@@ -42,10 +42,29 @@
 #include "python/pycode.h"
 #include "python/pymem.h"
 #include "python/pystacks.h"
+#include "core/sysmem.h"
 
 #include <string.h>
 
 #define MAX_FRAMES 256
+
+/* A code object's serial as this thread last looked it up, valid while no
+ * interned code object has been freed since (epoch). The address is a key,
+ * never dereferenced. In the thread's ML_AREA_PY, direct-mapped: a web
+ * framework's stack holds ~60 code objects, which a small memo thrashes on. */
+typedef struct {
+    uintptr_t code;
+    uint32_t serial, epoch;
+} pymemo_t;
+#define PYMEMO 1024
+#define PYMEMO_SIZE (PYMEMO * sizeof(pymemo_t))
+
+static void memo_release(void *area) { ml_sysmem_unmap(area, PYMEMO_SIZE); }
+
+static inline pymemo_t *memo_slot(pymemo_t *memo, uintptr_t code)
+{
+    return &memo[((code >> 4) ^ (code >> 14)) & (PYMEMO - 1)];
+}
 
 static ml_pyframes_conf_t C;
 static ml_pylayout_t L;
@@ -65,6 +84,7 @@ void ml_pyframes_init(const ml_pyframes_conf_t *conf)
     C = *conf;
     L = *conf->layout;
     C.layout = &L;
+    ml_thread_set_area_release(ML_AREA_PY, memo_release);
 }
 
 static inline uintptr_t rd(uintptr_t base, int off) { return *(const uintptr_t *)(base + (uintptr_t)(intptr_t)off); }
@@ -88,7 +108,9 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
      * which cannot tell, is not used */
     const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
     const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
-    ml_pymemo_t *memo = ml_self.py_memo;
+    static pymemo_t none; /* no area: a memo that never answers (code 0 is never looked up) */
+    pymemo_t *memo = ml_thread_area(ML_AREA_PY, PYMEMO_SIZE);
+    const bool have_memo = memo != NULL;
     uintptr_t f = rd(ts, L.ts_frame);
     if (L.cf_current >= 0)
         f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
@@ -103,7 +125,7 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         }
         bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
         uintptr_t code = *(const uintptr_t *)(f + o_code);
-        ml_pymemo_t *m = &memo[(code >> 4) & (ML_PYMEMO - 1)];
+        pymemo_t *m = have_memo ? memo_slot(memo, code) : &none;
         uint32_t s;
         if (ML_LIKELY(m->code == code && m->epoch == epoch) && !fingerprints) {
             s = m->serial; /* a code object then, and none freed since: still one */
@@ -113,7 +135,7 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
                 out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
-        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
+        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0 && have_memo) {
             m->code = code;
             m->serial = s;
             m->epoch = epoch;
