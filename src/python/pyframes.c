@@ -95,25 +95,18 @@ static inline bool is_eval(uintptr_t pc)
     return (a >= C.eval_lo && a < C.eval_hi) || (a >= C.cold_lo && a < C.cold_hi);
 }
 
-static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+/* The walk, for one frame kind and memo mode: both are constants in each
+ * copy (see walk()), so the per-frame loop carries no test of either (a
+ * web framework's allocation walks 50 to 100 frames, and this loop is
+ * most of its cost). */
+static inline __attribute__((always_inline)) unsigned walk_as(uintptr_t f, uint64_t *out, unsigned max,
+                                                              const int kind, const bool fingerprints,
+                                                              const bool use_memo, pymemo_t *memo, uint32_t epoch)
 {
-    /* the layout in locals: the loop stores to memory, which the compiler
-     * would otherwise assume could change L */
-    const int kind = L.frames, lasti_bytes = L.lasti_bytes;
+    const int lasti_bytes = L.lasti_bytes;
     const uintptr_t o_back = (uintptr_t)L.fr_back, o_code = (uintptr_t)L.fr_code, o_instr = (uintptr_t)L.fr_instr;
     const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
     const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive, code_type = C.code_type;
-    /* with our OBJ hook in place every code object's free is seen and the
-     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
-     * which cannot tell, is not used */
-    const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
-    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
-    static pymemo_t none; /* no area: a memo that never answers (code 0 is never looked up) */
-    pymemo_t *memo = ml_thread_area(ML_AREA_PY, PYMEMO_SIZE);
-    const bool have_memo = memo != NULL;
-    uintptr_t f = rd(ts, L.ts_frame);
-    if (L.cf_current >= 0)
-        f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
     unsigned n = 0;
     for (unsigned seen = 0; f && !(f & 7) && n < max && seen < MAX_FRAMES; seen++) {
         uintptr_t back = *(const uintptr_t *)(f + o_back);
@@ -125,9 +118,9 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         }
         bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
         uintptr_t code = *(const uintptr_t *)(f + o_code);
-        pymemo_t *m = have_memo ? memo_slot(memo, code) : &none;
+        pymemo_t *m = use_memo ? memo_slot(memo, code) : NULL;
         uint32_t s;
-        if (ML_LIKELY(m->code == code && m->epoch == epoch) && !fingerprints) {
+        if (use_memo && ML_LIKELY(m->code == code && m->epoch == epoch)) {
             s = m->serial; /* a code object then, and none freed since: still one */
         } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
@@ -135,7 +128,7 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
                 out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
-        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0 && have_memo) {
+        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0 && use_memo) {
             m->code = code;
             m->serial = s;
             m->epoch = epoch;
@@ -157,6 +150,37 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         f = back;
     }
     return n;
+}
+
+static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+{
+    /* with our OBJ hook in place every code object's free is seen and the
+     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
+     * which cannot tell, is not used */
+    const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
+    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
+    pymemo_t *memo = fingerprints ? NULL : ml_thread_area(ML_AREA_PY, PYMEMO_SIZE);
+    uintptr_t f = rd(ts, L.ts_frame);
+    if (L.cf_current >= 0)
+        f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
+    if (ML_UNLIKELY(!memo)) {
+        if (fingerprints)
+            switch (L.frames) {
+            case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, true, false, NULL, epoch);
+            case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, true, false, NULL, epoch);
+            default: return walk_as(f, out, max, ML_PYF_CSTACK, true, false, NULL, epoch);
+            }
+        switch (L.frames) { /* no area for the memo: every code object looked up */
+        case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, false, false, NULL, epoch);
+        case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, false, false, NULL, epoch);
+        default: return walk_as(f, out, max, ML_PYF_CSTACK, false, false, NULL, epoch);
+        }
+    }
+    switch (L.frames) {
+    case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, false, true, memo, epoch);
+    case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, false, true, memo, epoch);
+    default: return walk_as(f, out, max, ML_PYF_CSTACK, false, true, memo, epoch);
+    }
 }
 
 static unsigned current(uint64_t *out, unsigned max)
