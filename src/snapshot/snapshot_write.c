@@ -173,33 +173,62 @@ static int select_nodes(plan_t *p, const ml_tree_t *t)
 
 typedef struct {
     uint64_t word;
-    uint32_t node; /* the file's number - 1 */
+    uint32_t first; /* its number in first-seen order */
 } word_t;
 
 static int cmp_word(const void *a, const void *b)
 {
-    const word_t *x = a, *y = b;
-    return x->word < y->word ? -1 : x->word > y->word ? 1 : (x->node > y->node) - (x->node < y->node);
+    uint64_t x = ((const word_t *)a)->word, y = ((const word_t *)b)->word;
+    return (x > y) - (x < y);
 }
 
+/* The file's frames: each distinct word of the written nodes once, in word
+ * order (a module's frames together, as symbolizing reads them). Distinct
+ * words are found with a hash table (a million nodes share ~100,000
+ * frames; sorting the nodes themselves took a third of a snapshot), then
+ * only those are sorted. */
 static int number_frames(plan_t *p, const ml_tree_t *t)
 {
-    word_t *w = malloc((size_t)p->nnodes * sizeof *w + 1);
+    size_t cap = 64;
+    while (cap < (size_t)p->nnodes * 2)
+        cap *= 2;
+    uint32_t *slot = calloc(cap, sizeof *slot); /* first-seen number + 1 */
+    word_t *seen = malloc((size_t)p->nnodes * sizeof *seen + 1);
     p->frame_of = malloc((size_t)p->nnodes * sizeof *p->frame_of + 1);
     p->frames = malloc((size_t)p->nnodes * sizeof *p->frames + 1);
-    if (!w || !p->frame_of || !p->frames) {
-        free(w);
+    if (!slot || !seen || !p->frame_of || !p->frames) {
+        free(slot);
+        free(seen);
         return ENOMEM;
     }
-    for (uint32_t i = 0; i < p->nnodes; i++)
-        w[i] = (word_t){ml_tree_node(t, p->nodes[i])->word, i};
-    qsort(w, p->nnodes, sizeof *w, cmp_word);
+    uint32_t nseen = 0;
     for (uint32_t i = 0; i < p->nnodes; i++) {
-        if (!i || w[i].word != w[i - 1].word)
-            p->frames[p->nframes++] = w[i].word;
-        p->frame_of[w[i].node] = p->nframes - 1;
+        uint64_t w = ml_tree_node(t, p->nodes[i])->word;
+        size_t j = (size_t)((w * 0x9e3779b97f4a7c15ull) >> 24) & (cap - 1);
+        while (slot[j] && seen[slot[j] - 1].word != w)
+            j = (j + 1) & (cap - 1);
+        if (!slot[j]) {
+            seen[nseen] = (word_t){w, nseen};
+            slot[j] = ++nseen;
+        }
+        p->frame_of[i] = slot[j] - 1; /* first-seen for now */
     }
-    free(w);
+    free(slot);
+    qsort(seen, nseen, sizeof *seen, cmp_word);
+    uint32_t *rank = malloc((size_t)nseen * sizeof *rank + 1);
+    if (!rank) {
+        free(seen);
+        return ENOMEM;
+    }
+    for (uint32_t k = 0; k < nseen; k++) {
+        p->frames[k] = seen[k].word;
+        rank[seen[k].first] = k;
+    }
+    p->nframes = nseen;
+    for (uint32_t i = 0; i < p->nnodes; i++)
+        p->frame_of[i] = rank[p->frame_of[i]];
+    free(rank);
+    free(seen);
     return 0;
 }
 
