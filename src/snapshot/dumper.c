@@ -325,6 +325,10 @@ void ml_dumper_after_fork_child(void)
     atomic_store(&seq, 0);
     atomic_store(&requests, 0);
     atomic_store(&served, 0);
+    /* a thread that forks while another is in exit(): the child is not exiting */
+    atomic_store(&shutting_down, 0);
+    atomic_store(&exit_done, 0);
+    atomic_store(&late_told, 0);
     ml_snapshot_after_fork_child();
     ml_symbolize_reset();
     if (wake_fd >= 0)
