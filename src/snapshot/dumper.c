@@ -10,6 +10,7 @@
 #include "snapshot/dumper.h"
 #include "common/config.h"
 #include "common/io.h"
+#include "snapshot/modfile.h"
 #include "snapshot/sigchain.h"
 #include "snapshot/snapshot_write.h"
 #include "snapshot/symbolize.h"
@@ -93,6 +94,7 @@ static int write_locked(const char *trigger, char *path_out, size_t cap)
     pthread_sigmask(SIG_BLOCK, &xfsz, &old);
     unsigned n = atomic_fetch_add(&seq, 1) + 1;
     int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
+    ml_modfile_sweep(); /* the files of unloaded modules it opened to name frames */
     if (err == EFBIG) {
         struct timespec zero = {0, 0};
         while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)

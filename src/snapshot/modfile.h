@@ -20,8 +20,8 @@
 
 typedef struct ml_modfile ml_modfile_t;
 
-/* Registers the sweep with the dumper thread (after every wake-up and
- * every snapshot, never during one). */
+/* Registers the sweep with the dumper thread (after every wake-up, never
+ * during a snapshot; the dumper also sweeps after each snapshot). */
 void ml_modfile_init(void);
 
 /* Module `mod`'s file (opened on first use), locked for the caller until
