@@ -152,10 +152,11 @@ static void open_file(ml_modfile_t *f)
     const ml_module_t *m = ml_modules_get(f->index);
     if (m->path[0] != '/')
         return; /* the vDSO, or a name the loader made up */
-    /* opened here, close-on-exec (libdwfl's own open is not: the program's
-     * children would inherit a descriptor per module); a plain ELF file,
-     * which libdwfl keeps open and closes with the session, and never
-     * closes when it refuses it */
+    /* Opened here, close-on-exec: libdwfl's own open is not, and the
+     * program's children would inherit a descriptor per module. The session
+     * takes the descriptor and closes it when it ends; when dwfl_report_elf
+     * refuses the file, the descriptor is still ours (libdwfl would close
+     * it itself only for a compressed file: the ELF magic rules that out). */
     int fd = open(m->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return; /* gone */
