@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #define ML_BUILD_ID_MAX 32
+#define ML_MODULES_MAX 16384 /* modules registered over the process's life; later ones are not */
 
 typedef struct {
     uintptr_t bias;               /* load bias (dlpi_addr) */
@@ -31,6 +32,10 @@ void ml_modules_init(void);
  * false (from hooks) gives up at once when another thread is refreshing.
  * Returns the current generation. */
 uint32_t ml_modules_sync(bool wait);
+
+/* The current generation, as the last refresh left it (one load: no look
+ * at the loader, so it suits threads that must not wait for its lock). */
+uint32_t ml_modules_generation(void);
 
 /* Index of the module that held `pc` at generation `gen`, or -1. */
 int ml_modules_find(uintptr_t pc, uint32_t gen);

@@ -30,6 +30,7 @@
 #include "snapshot/dumper.h"
 #include "common/config.h"
 #include "common/io.h"
+#include "snapshot/modfile.h"
 #include "snapshot/sigchain.h"
 #include "snapshot/snapshot_write.h"
 #include "snapshot/symbolize.h"
@@ -146,6 +147,7 @@ static int write_locked(const char *trigger, char *path_out, size_t cap)
     atomic_store(&writing_seq, n);
     int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
     atomic_store(&writing_seq, 0);
+    ml_modfile_sweep(); /* the files of unloaded modules it opened to name frames */
     if (err == EFBIG) {
         struct timespec zero = {0, 0};
         while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
