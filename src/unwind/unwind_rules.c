@@ -4,12 +4,15 @@
  * Why a map filled lazily rather than tables built per module: a process
  * that loads libtorch has 220,000 FDEs in that one library, but only the
  * few thousand return addresses on its allocation paths ever matter. The
- * hot path looks a return address up; on a miss it leaves the address in a
- * small pending set and lets libunwind take that one stack. memledger's own
- * thread later asks elfutils' CFI reader (dwarf_cfi_addrframe) for the row
- * that covers the call, reduces it to the three facts an x86-64 unwinder
- * needs, and publishes them. The map is insert-only with a single writer,
- * so readers need no lock and never see a half-written entry. */
+ * hot path looks a return address up. On a miss it computes the rule then
+ * and there when it can take the compute lock and the module's file
+ * (snapshot/modfile.c) without waiting: elfutils' CFI reader
+ * (dwarf_cfi_addrframe) gives the row that covers the call, reduced to the
+ * three facts an x86-64 unwinder needs (~1 us). Otherwise it leaves the
+ * address in a small pending set, steps that frame with libunwind, and
+ * memledger's own thread computes it later. The map is insert-only under
+ * the compute lock, so readers need no lock and never see a half-written
+ * entry. */
 #include "unwind/unwind_rules.h"
 #include "snapshot/dumper.h"
 #include "snapshot/modfile.h"
