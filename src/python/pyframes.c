@@ -28,8 +28,20 @@
  * they are cleared). Each pointer followed must be non-null and aligned,
  * each code object must carry PyCode_Type (checked when the thread first
  * meets it; its per-thread memo in ml_self then vouches for it until a code
- * object is freed), and a walk stops after MAX_FRAMES frames, so a chain
+ * object is freed), and a walk stops after WALK_MAX frames, so a chain
  * that is not what it should be ends the walk rather than being trusted.
+ *
+ * Deep stacks: a walk keeps the innermost KEEP_INNER frames (where the
+ * memory was allocated) and the outermost KEEP_OUTER (`<module>`, the
+ * caller that chose the path), and in place of the frames between them one
+ * mark that says how many were left out (ML_MARK_PY_ELIDED). The outermost
+ * ones are kept in a ring while walking, so a deep chain costs its walk but
+ * no more room. Two calls of one deep recursion from different callers
+ * stay two stacks; the same path at another depth is another stack, as it
+ * would be with every frame kept. The mark also carries how many eval-loop
+ * calls ended among the left-out frames: the merge drops the native frames
+ * of those calls with them, so the frames kept on each side of the mark
+ * stand among their own native frames.
  *
  * Cost: per frame, four or five loads and no call while the memo answers;
  * the merged stack's ledger id then comes from pystacks.h when seen
@@ -45,7 +57,10 @@
 
 #include <string.h>
 
-#define MAX_FRAMES 256
+#define KEEP_INNER 127
+#define KEEP_OUTER 128 /* a power of two: the ring's index is a mask */
+#define MAX_FRAMES (KEEP_INNER + 1 + KEEP_OUTER) /* keys a walk returns, its mark included */
+#define WALK_MAX (1u << 16)                      /* frames a walk follows at most */
 
 static ml_pyframes_conf_t C;
 static ml_pylayout_t L;
@@ -59,6 +74,31 @@ static inline uint64_t key_of(uint32_t serial, int32_t addr, bool ends)
     return (uint64_t)serial << 32 | (uint32_t)addr | (ends ? KEY_ENDS_CALL : 0);
 }
 static inline uint32_t key_serial(uint64_t k) { return (uint32_t)(k >> 32) & ~(1u << 31); }
+
+/* The mark of a deep walk: `elided` frames left out, among which `calls`
+ * eval-loop calls ended. Serials stay below 2^30, so bit 62 is free. */
+#define KEY_MARK (1ull << 62)
+static inline uint64_t mark_key(uint32_t elided, uint32_t calls)
+{
+    return KEY_MARK | (uint64_t)(calls & 0x3fffffffu) << 32 | elided;
+}
+static inline uint32_t mark_calls(uint64_t k) { return (uint32_t)(k >> 32) & 0x3fffffffu; }
+
+/* Where the walk keeps key p: the first KEEP_INNER in place, the rest in a
+ * ring of KEEP_OUTER after them. */
+static inline uint64_t *key_at(uint64_t *out, unsigned p)
+{
+    return p < KEEP_INNER ? &out[p] : &out[KEEP_INNER + ((p - KEEP_INNER) & (KEEP_OUTER - 1))];
+}
+
+static void reverse(uint64_t *a, unsigned n)
+{
+    for (unsigned i = 0, j = n; i + 1 < j; i++, j--) {
+        uint64_t t = a[i];
+        a[i] = a[j - 1];
+        a[j - 1] = t;
+    }
+}
 
 void ml_pyframes_init(const ml_pyframes_conf_t *conf)
 {
@@ -75,7 +115,9 @@ static inline bool is_eval(uintptr_t pc)
     return (a >= C.eval_lo && a < C.eval_hi) || (a >= C.cold_lo && a < C.cold_hi);
 }
 
-static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+/* The calling thread's Python frames from thread state ts into
+ * out[MAX_FRAMES], innermost first; returns how many keys. */
+static unsigned walk(uintptr_t ts, uint64_t *out)
 {
     /* the layout in locals: the loop stores to memory, which the compiler
      * would otherwise assume could change L */
@@ -92,12 +134,12 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
     uintptr_t f = rd(ts, L.ts_frame);
     if (L.cf_current >= 0)
         f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
-    unsigned n = 0;
-    for (unsigned seen = 0; f && !(f & 7) && n < max && seen < MAX_FRAMES; seen++) {
+    unsigned n = 0, elided = 0, calls = 0;
+    for (unsigned seen = 0; f && !(f & 7) && seen < WALK_MAX; seen++) {
         uintptr_t back = *(const uintptr_t *)(f + o_back);
         if (kind == ML_PYF_CSTACK && *(const int8_t *)(f + o_owner) == ML_PY_OWNED_BY_CSTACK) {
             if (n)
-                out[n - 1] |= KEY_ENDS_CALL;
+                *key_at(out, n - 1) |= KEY_ENDS_CALL;
             f = back;
             continue;
         }
@@ -110,7 +152,7 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
             if (ends && n)
-                out[n - 1] |= KEY_ENDS_CALL;
+                *key_at(out, n - 1) |= KEY_ENDS_CALL;
             f = back;
             continue;
         } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
@@ -128,47 +170,84 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         }
         if (ML_UNLIKELY(s & ML_PYCODE_HIDDEN)) {
             if (ends && n)
-                out[n - 1] |= KEY_ENDS_CALL;
+                *key_at(out, n - 1) |= KEY_ENDS_CALL;
         } else {
-            out[n++] = key_of(s, addr, ends);
+            uint64_t *slot = key_at(out, n);
+            if (ML_UNLIKELY(n >= KEEP_INNER + KEEP_OUTER)) {
+                /* the ring is full: its oldest key (final: only the newest
+                 * one still takes a flag) joins the left-out middle */
+                elided++;
+                calls += (*slot & KEY_ENDS_CALL) != 0;
+            }
+            *slot = key_of(s, addr, ends);
+            n++;
         }
         f = back;
     }
-    return n;
+    if (ML_LIKELY(n <= KEEP_INNER + KEEP_OUTER))
+        return n;
+    /* the ring in order, oldest (innermost) first, one place up, and the
+     * mark where the left-out frames were */
+    uint64_t *ring = out + KEEP_INNER;
+    unsigned start = (n - KEEP_INNER) & (KEEP_OUTER - 1);
+    reverse(ring, start);
+    reverse(ring + start, KEEP_OUTER - start);
+    reverse(ring, KEEP_OUTER);
+    memmove(ring + 1, ring, KEEP_OUTER * sizeof *ring);
+    ring[0] = mark_key(elided, calls);
+    return MAX_FRAMES;
 }
 
-static unsigned current(uint64_t *out, unsigned max)
+/* The calling thread's frames into out[MAX_FRAMES] (see walk). */
+static unsigned current(uint64_t *out)
 {
     uintptr_t ts = (uintptr_t)C.this_thread_state();
     if (!ts || (ts & 7))
         return 0;
-    return walk(ts, out, max);
+    return walk(ts, out);
 }
 
-/* One Python frame as a raw stack word (core/ledger.h). */
+/* One Python frame, or the mark of a deep walk, as a raw stack word
+ * (core/ledger.h). */
 static inline void put(uint64_t *words, unsigned *k, uint64_t key)
 {
-    words[(*k)++] = ML_WORD_PY | (uint64_t)key_serial(key) << 32 | (uint32_t)key;
+    if (ML_UNLIKELY(key & KEY_MARK))
+        words[(*k)++] = ML_MARK_PY_ELIDED((uint32_t)key);
+    else
+        words[(*k)++] = ML_WORD_PY | (uint64_t)key_serial(key) << 32 | (uint32_t)key;
 }
 
 /* The hybrid stack of native[n] and the Python frames keys[nf] into
- * words[max] (see pyframes.h); returns its length. */
+ * words[max] (see pyframes.h); returns its length. Each native eval frame
+ * takes the keys of its call, through the one that ends it. A mark stands
+ * in for frames whose calls ended `calls` times: the native frames up to
+ * and including the eval frame of the call the kept frames after the mark
+ * belong to are left out with them, and that call goes on in its place. */
 static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native, unsigned n, const uint64_t *keys,
                            unsigned nf)
 {
-    unsigned k = 0, fi = 0;
+    unsigned k = 0, fi = 0, skip = 0;
     for (unsigned i = 0; i < n; i++) {
-        if (fi < nf && is_eval(native[i])) {
-            do {
-                if (k + 1 > max)
-                    return k;
-                put(words, &k, keys[fi]);
-            } while (!(keys[fi++] & KEY_ENDS_CALL) && fi < nf);
+        bool eval = fi < nf && is_eval(native[i]);
+        if (skip) {
+            if (!eval || --skip)
+                continue; /* native frames among the left-out ones */
+        } else if (!eval) {
+            if (k + 1 > max)
+                return k;
+            words[k++] = native[i];
             continue;
         }
-        if (k + 1 > max)
-            return k;
-        words[k++] = native[i];
+        for (;;) {
+            uint64_t key = keys[fi++];
+            if (k + 1 > max)
+                return k;
+            put(words, &k, key);
+            if (ML_UNLIKELY(key & KEY_MARK) && (skip = mark_calls(key)) != 0)
+                break;
+            if ((key & KEY_ENDS_CALL) || fi >= nf)
+                break;
+        }
     }
     while (fi < nf && k + 1 <= max)
         put(words, &k, keys[fi++]);
@@ -178,7 +257,7 @@ static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native
 unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
 {
     uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
-    unsigned nf = current(keys, MAX_FRAMES);
+    unsigned nf = current(keys);
     if (!nf)
         return n;
     n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
@@ -189,7 +268,7 @@ unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
 uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max)
 {
     uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
-    unsigned nf = current(keys, MAX_FRAMES);
+    unsigned nf = current(keys);
     uint32_t id = ml_pystacks_find(domain, words, n, keys, nf);
     if (ML_LIKELY(id))
         return id;
@@ -205,7 +284,7 @@ uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsign
 unsigned ml_pyframes_walk(uint64_t *words, unsigned max)
 {
     uint64_t keys[MAX_FRAMES];
-    unsigned nf = current(keys, MAX_FRAMES), k = 0;
+    unsigned nf = current(keys), k = 0;
     for (unsigned i = 0; i < nf && k + 1 <= max; i++)
         put(words, &k, keys[i]);
     return k;
@@ -213,6 +292,8 @@ unsigned ml_pyframes_walk(uint64_t *words, unsigned max)
 
 uint64_t ml_pyframes_encode(uint64_t raw)
 {
+    if (ML_UNLIKELY(ML_WORD_KIND(raw) == ML_WORD_MARK))
+        return raw; /* a deep walk's mark (ML_MARK_PY_ELIDED) */
     uint32_t serial = (uint32_t)(raw >> 32) & ML_PYFRAMES_SERIAL_MASK;
     int line = ml_pycode_line(serial, (int32_t)(uint32_t)raw);
     return ML_WORD_PY | (uint64_t)serial << 32 | (uint32_t)(line >= 0 ? line + 1 : 0);
