@@ -207,51 +207,87 @@ static unsigned current(uint64_t *out)
     return walk(ts, out);
 }
 
-/* One Python frame, or the mark of a deep walk, as a raw stack word
- * (core/ledger.h). */
+/* One Python frame as a raw stack word (core/ledger.h). */
+static inline void put_py(uint64_t *words, unsigned *k, uint64_t key)
+{
+    words[(*k)++] = ML_WORD_PY | (uint64_t)key_serial(key) << 32 | (uint32_t)key;
+}
+
+/* The same for any key: a Python frame, or the mark of a deep walk. */
 static inline void put(uint64_t *words, unsigned *k, uint64_t key)
 {
     if (ML_UNLIKELY(key & KEY_MARK))
         words[(*k)++] = ML_MARK_PY_ELIDED((uint32_t)key);
     else
-        words[(*k)++] = ML_WORD_PY | (uint64_t)key_serial(key) << 32 | (uint32_t)key;
+        put_py(words, k, key);
 }
 
 /* The hybrid stack of native[n] and the Python frames keys[nf] into
  * words[max] (see pyframes.h); returns its length. Each native eval frame
- * takes the keys of its call, through the one that ends it. A mark stands
- * in for frames whose calls ended `calls` times: the native frames up to
- * and including the eval frame of the call the kept frames after the mark
- * belong to are left out with them, and that call goes on in its place. */
-static unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native, unsigned n, const uint64_t *keys,
-                           unsigned nf)
+ * takes the keys of its call, through the one that ends it. */
+static unsigned merge_plain(uint64_t *words, unsigned max, const uint64_t *native, unsigned n, const uint64_t *keys,
+                            unsigned nf)
 {
-    unsigned k = 0, fi = 0, skip = 0;
+    unsigned k = 0, fi = 0;
     for (unsigned i = 0; i < n; i++) {
-        bool eval = fi < nf && is_eval(native[i]);
-        if (skip) {
-            if (!eval || --skip)
-                continue; /* native frames among the left-out ones */
-        } else if (!eval) {
-            if (k + 1 > max)
-                return k;
-            words[k++] = native[i];
+        if (fi < nf && is_eval(native[i])) {
+            do {
+                if (k + 1 > max)
+                    return k;
+                put_py(words, &k, keys[fi]);
+            } while (!(keys[fi++] & KEY_ENDS_CALL) && fi < nf);
             continue;
         }
-        for (;;) {
-            uint64_t key = keys[fi++];
-            if (k + 1 > max)
-                return k;
-            put(words, &k, key);
-            if (ML_UNLIKELY(key & KEY_MARK) && (skip = mark_calls(key)) != 0)
-                break;
-            if ((key & KEY_ENDS_CALL) || fi >= nf)
-                break;
+        if (k + 1 > max)
+            return k;
+        words[k++] = native[i];
+    }
+    while (fi < nf && k + 1 <= max)
+        put_py(words, &k, keys[fi++]);
+    return k;
+}
+
+/* The same with a deep walk's mark among the keys (off the common path: a
+ * plain merge stays as short as it was). The mark stands in for frames
+ * among which `calls` calls ended: the native frames up to and including
+ * the eval frame of the call that the frames after the mark belong to are
+ * left out with them, and that call goes on in its place. */
+static ML_NOINLINE unsigned merge_deep(uint64_t *words, unsigned max, const uint64_t *native, unsigned n,
+                                       const uint64_t *keys, unsigned nf)
+{
+    unsigned k = 0, fi = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (fi < nf && is_eval(native[i])) {
+            do {
+                uint64_t key = keys[fi++];
+                if (k + 1 > max)
+                    return k;
+                put(words, &k, key);
+                if (key & KEY_MARK) {
+                    for (unsigned c = mark_calls(key); c && i + 1 < n;)
+                        c -= is_eval(native[++i]);
+                    continue;
+                }
+                if (key & KEY_ENDS_CALL)
+                    break;
+            } while (fi < nf);
+            continue;
         }
+        if (k + 1 > max)
+            return k;
+        words[k++] = native[i];
     }
     while (fi < nf && k + 1 <= max)
         put(words, &k, keys[fi++]);
     return k;
+}
+
+static inline unsigned merge_into(uint64_t *words, unsigned max, const uint64_t *native, unsigned n,
+                                  const uint64_t *keys, unsigned nf)
+{
+    if (ML_UNLIKELY(nf == MAX_FRAMES && (keys[KEEP_INNER] & KEY_MARK)))
+        return merge_deep(words, max, native, n, keys, nf);
+    return merge_plain(words, max, native, n, keys, nf);
 }
 
 unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
