@@ -33,6 +33,8 @@ p = run_under([os.path.join(PROGRAMS, "deepbind"), lib, variant], d)
 base, head = snapshots_of(d)
 H = read_snapshot(head)
 bypass = H["headers"].get("malloc_bypass", [])
+problems = {f[0]: int(f[1]) for f in H["headers"].get("problem", []) if int(f[1])}
+check(not problems, "%s reports problems %s" % (head, problems))
 
 if variant == "own":
     check(p.stdout.strip() == '{"own": 6}', "the program said %s" % p.stdout)

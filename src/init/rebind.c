@@ -491,19 +491,12 @@ static int adds_cb(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
-static bool scan_begin(void)
-{
-    if (atomic_exchange_explicit(&scanning, 1, memory_order_acquire))
-        return false;
-    ml_self.busy++; /* what the loader allocates for us passes through untracked */
-    return true;
-}
+/* The loader's allocations and frees for a scan are tracked as any others:
+ * a call into it may free a block it allocated for the program (an earlier
+ * error message, a dependency's old search list), which must not be missed. */
+static bool scan_begin(void) { return !atomic_exchange_explicit(&scanning, 1, memory_order_acquire); }
 
-static void scan_end(void)
-{
-    ml_self.busy--;
-    atomic_store_explicit(&scanning, 0, memory_order_release);
-}
+static void scan_end(void) { atomic_store_explicit(&scanning, 0, memory_order_release); }
 
 /* From a lookup in `handle`, on the program's thread, which may be inside
  * a dlopen (a constructor looking a symbol up): the loader is not asked to
@@ -573,6 +566,9 @@ static bool sync_all(void)
     dl_iterate_phdr(adds_cb, &adds);
     if (adds == last_adds || !scan_begin())
         return false;
+    /* the dumper thread's allocations pass untracked; not the loader's here */
+    unsigned busy = ml_self.busy;
+    ml_self.busy = 0;
     for (;;) {
         listing_t l = list_modules();
         for (unsigned i = 0; i < l.n; i++) {
@@ -601,6 +597,7 @@ static bool sync_all(void)
             break;
         }
     }
+    ml_self.busy = busy;
     scan_end();
     return false;
 }
