@@ -25,8 +25,10 @@
 
 #include <dlfcn.h>
 
-void *ml_dlsym_wrap(void *handle, const char *name);
 void *ml_dlsym_route(void *handle, const char *name);
+#ifdef ML_WITH_CUDA
+void *ml_dlsym_wrap(void *handle, const char *name);
+#endif
 
 /* A lookup memledger may answer differently: a real handle (RTLD_DEFAULT
  * already finds memledger's own definitions first, RTLD_NEXT must keep
@@ -40,18 +42,19 @@ void *ml_dlsym_route(void *handle, const char *name)
 #ifdef ML_WITH_CUDA
     if (name && name[0] == 'c' && name[1] == 'u' && ml_cuda_dlsym_wants(name))
         return (void *)ml_dlsym_wrap;
+#else
+    (void)name;
 #endif
     return (void *)real;
 }
 
+#ifdef ML_WITH_CUDA
 void *ml_dlsym_wrap(void *handle, const char *name)
 {
     void *p = ml_real_dlsym()(handle, name);
-#ifdef ML_WITH_CUDA
-    p = p ? ml_cuda_dlsym_result(name, p) : p;
-#endif
-    return p;
+    return p ? ml_cuda_dlsym_result(name, p) : p;
 }
+#endif
 
 #if defined(__x86_64__)
 #ifdef __CET__
