@@ -15,10 +15,15 @@ argv[1] lazy: programs/mldeep.c built with lazy binding (partial RELRO),
    leaks at their lines in the library, and no growth at the program's line
    whose blocks the library freed or moved (no false leak); the snapshot
    names the library in a `malloc_bypass redirected` line; stderr is quiet.
+argv[1] python: Debian's python3 (a non-PIE executable: its PLT entry
+   stands for malloc's address) opens the lazy library with ctypes and
+   RTLD_DEEPBIND (programs/py_deepbind.py): 10 x 3000 and 5 x 700 at the
+   library's lines, and the script's 8 blocks of 5000 that it freed gone.
 argv[1] own: programs/mldeep_own.c brings malloc and free of its own, so
    its allocations cannot be seen: stderr and the snapshot (`malloc_bypass
    unseen`) name it, diff's text says so in a note, and no stack of it
    shows up."""
+import json
 import os
 import sys
 
@@ -27,9 +32,13 @@ from mltest import *
 variant = sys.argv[1]
 LIBSRC = os.path.join(SOURCE, "programs", "mldeep.c")
 MAIN = os.path.join(SOURCE, "programs", "deepbind.c")
-lib = os.path.join(PROGRAMS, "libmldeep_%s.so" % ("lazy" if variant == "ctor" else variant))
+lib = os.path.join(PROGRAMS, "libmldeep_%s.so" % ("lazy" if variant in ("ctor", "python") else variant))
 d = snapdir()
-p = run_under([os.path.join(PROGRAMS, "deepbind"), lib, variant], d)
+if variant == "python":
+    SCRIPT = os.path.join(SOURCE, "programs", "py_deepbind.py")
+    p = run_under([python_for("debian"), SCRIPT, lib], d)
+else:
+    p = run_under([os.path.join(PROGRAMS, "deepbind"), lib, variant], d)
 base, head = snapshots_of(d)
 H = read_snapshot(head)
 bypass = H["headers"].get("malloc_bypass", [])
@@ -52,10 +61,19 @@ if variant == "own":
     print("ok: %s (its own allocator) named as unseen on stderr, in the snapshot and in diff's note" % lib)
     sys.exit(0)
 
-check(p.stdout.strip() == '{"kept": 19}', "the program said %s" % p.stdout)
 check(not [l for l in p.stderr.splitlines() if l.startswith("memledger:")], "memledger complained:\n" + p.stderr)
 r = diff_json(base, head)
 want = {"deep_malloc": (10 * 3000, 10), "deep_calloc": (5 * 7 * 100, 5), "deep_realloc": (4 * 4096, 4)}
+if variant == "python":
+    check(json.loads(p.stdout.strip().splitlines()[-1]) == {"kept": 15, "lib_kept": 15}, "the script said %s" % p.stdout)
+    del want["deep_realloc"]
+    block_line = marker_line(SCRIPT, "script_block", tag="MARK")
+    for s in r["stacks"]:
+        fr = script_frames(s, SCRIPT)  # the malloc domain: the line also keeps a Python int (the pointer)
+        check(not (fr and fr[0]["line"] == block_line and s["domain"] == "malloc"),
+              "the script's blocks that the library freed are still live: %s" % s)
+else:
+    check(p.stdout.strip() == '{"kept": 19}', "the program said %s" % p.stdout)
 for fn, (nbytes, count) in want.items():
     rows = stacks_at(r, fn)
     check(len(rows) == 1, "%d stacks grew with %s innermost, expected 1" % (len(rows), fn))
@@ -63,7 +81,8 @@ for fn, (nbytes, count) in want.items():
     line = marker_line(LIBSRC, fn)
     check(f0["module"] == lib and f0["file"] == LIBSRC and f0["line"] == line,
           "%s named %s:%s in %s, expected %s:%d in %s" % (fn, f0["file"], f0["line"], f0["module"], LIBSRC, line, lib))
-    check(any(f["function"] == "main" for f in rows[0]["frames"]), "%s: main is not on its stack" % fn)
+    caller = "<module>" if variant == "python" else "main"
+    check(any(f["function"] == caller for f in rows[0]["frames"]), "%s: %s is not on its stack" % (fn, caller))
     check((rows[0]["growth_bytes"], rows[0]["growth_count"]) == (nbytes, count),
           "%s grew %d bytes in %d blocks, expected %d in %d" % (fn, rows[0]["growth_bytes"], rows[0]["growth_count"],
                                                                nbytes, count))
@@ -80,5 +99,6 @@ for s in B["stacks"] + H["stacks"]:
 named = [f for f in bypass if f[0] == "redirected" and f[2] == lib]
 check(named and int(named[0][1]) >= 1, "the snapshot does not name %s as redirected: %s" % (lib, bypass))
 check(not [f for f in bypass if f[0] == "unseen"], "a slot was left unseen: %s" % bypass)
-print("ok: %s opened with RTLD_DEEPBIND: 10 x 3000, 5 x 700, 4 x 4096 at its lines, the program's 15 blocks it "
-      "freed are gone, %s slot(s) redirected" % (os.path.basename(lib), named[0][1]))
+print("ok: %s opened with RTLD_DEEPBIND (%s): %s at its lines exact, the blocks it freed for the program are "
+      "gone, %s slot(s) redirected" % (os.path.basename(lib), variant, ", ".join("%d B in %d" % v for v in want.values()),
+                                        named[0][1]))

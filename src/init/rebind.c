@@ -13,16 +13,19 @@
  *
  * What: each relocation of a malloc-family name (JUMP_SLOT, GLOB_DAT, or an
  * absolute pointer without addend) is read at its slot, and the slot is
- *   the hook                   seen already: nothing to do;
+ *   the hook (or, in a non-PIE executable's process, the executable's PLT
+ *   entry that stands for its address and calls it)
+ *                              seen already: nothing to do;
  *   the function the hook forwards to (ml_real): the module bypasses the
  *                              hook; the slot gets the hook, which forwards
  *                              the call to that same function;
  *   not bound yet (a lazy slot points into its own module, at the PLT):
  *                              the slot gets the hook when the module's own
  *                              scope binds the name to the function the hook
- *                              forwards to. Either binding then ends in that
- *                              function: the global one through the hook,
- *                              the deep one directly. The scope is a handle's
+ *                              forwards to, and the global scope to the hook.
+ *                              Either binding then ends in that function:
+ *                              the global one through the hook, the deep one
+ *                              directly. The scope is a handle's
  *                              searchlist, asked with dlsym: the program's
  *                              handle (the library opened and every library
  *                              loaded with it bind in its searchlist), or on
@@ -31,9 +34,10 @@
  *                              libc): left alone; the module is named as
  *                              unseen, in the snapshot and on stderr.
  * So no call changes what it does; the hook only sees it on its way. Slots
- * under RELRO are made writable for the store and read-only again. Names the
- * global scope does not bind to memledger (an executable with its own
- * malloc) are never touched.
+ * under RELRO are made writable for the store and read-only again. The
+ * hooks' addresses come from the shim (ml_rebind_offer), not from a lookup,
+ * which in a non-PIE executable that takes malloc's address (Debian's
+ * python3) answers with the executable's PLT entry.
  *
  * When: from the dlsym hook, the first time a handle is looked in (a program
  * reaches a library it opened through dlsym, so the slots point at the
@@ -90,9 +94,12 @@ enum { NNAMES = 11 };
 static const char *const names[NNAMES] = {"malloc",        "free",     "calloc", "realloc", "reallocarray",
                                           "posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc",
                                           "malloc_usable_size"};
-static uintptr_t hook[NNAMES]; /* memledger's definition, where the global scope finds it; else 0 */
-static uintptr_t next[NNAMES]; /* what the hook forwards to (ml_real); 0: none of its own */
-static uintptr_t self_key, self_lo, self_hi; /* memledger's own module: dlpi_phdr, span */
+static uintptr_t hook[NNAMES];   /* memledger's own entry point (the shim's offer); 0: unknown */
+static uintptr_t global[NNAMES]; /* the name's address in the global scope, when calls bound there reach
+                                    the hook: the hook, or a non-PIE executable's PLT entry for it; else 0 */
+static uintptr_t next[NNAMES];   /* what the hook forwards to (ml_real); 0: none of its own */
+static ml_rebind_hooks_t offered;
+static uintptr_t self_key; /* memledger's own module's dlpi_phdr */
 static _Atomic bool ready;
 static uintptr_t page_size;
 
@@ -366,7 +373,7 @@ static void relocation(scan_t *s, const ElfW(Rela) *r, const ElfW(Sym) *symtab, 
     if ((uintptr_t)slot < s->lo || (uintptr_t)slot + sizeof *slot > s->hi)
         return;
     uintptr_t v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (v == hook[k])
+    if (v == hook[k] || (v == global[k] && v))
         return;
     bool bypass = v == next[k];
     if (!bypass) {
@@ -377,8 +384,11 @@ static void relocation(scan_t *s, const ElfW(Rela) *r, const ElfW(Sym) *symtab, 
             s->unseen_name = k;
             return;
         }
-        if (own != next[k])
-            return; /* it binds elsewhere, or to the hook: its binding, when it comes, says */
+        /* Bound in the global scope it would reach the hook; in its own,
+         * the function the hook forwards to. Otherwise its binding, when
+         * it comes, says. */
+        if (own != next[k] || !global[k])
+            return;
     }
     if (!store(s, slot, hook[k])) {
         s->unseen++;
@@ -628,23 +638,16 @@ void ml_rebind_forget_handles(void)
 static int self_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    uintptr_t probe = (uintptr_t)data, lo = UINTPTR_MAX, hi = 0;
-    bool mine = false;
+    uintptr_t probe = (uintptr_t)data;
     for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type != PT_LOAD)
-            continue;
-        mine = mine || (probe >= a && probe < a + ph->p_memsz);
-        lo = a < lo ? a : lo;
-        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
+        if (ph->p_type == PT_LOAD && probe >= a && probe < a + ph->p_memsz) {
+            self_key = (uintptr_t)info->dlpi_phdr;
+            return 1;
+        }
     }
-    if (!mine)
-        return 0;
-    self_key = (uintptr_t)info->dlpi_phdr;
-    self_lo = lo;
-    self_hi = hi;
-    return 1;
+    return 0;
 }
 
 void ml_rebind_init(void)
@@ -655,17 +658,30 @@ void ml_rebind_init(void)
     if (!seen || !reports || !ml_arena_init(&paths, 1u << 20) || !page_size)
         return; /* nothing rewritten: such a library's allocations stay unseen */
     dl_iterate_phdr(self_cb, (void *)(uintptr_t)&ml_rebind_init);
-    void *fns[NNAMES] = {(void *)ml_real.malloc,         (void *)ml_real.free,
-                         (void *)ml_real.calloc,         (void *)ml_real.realloc,
-                         (void *)ml_real.reallocarray,   (void *)ml_real.posix_memalign,
-                         (void *)ml_real.aligned_alloc,  (void *)ml_real.memalign,
-                         (void *)ml_real.valloc,         (void *)ml_real.pvalloc,
-                         (void *)ml_real.malloc_usable_size};
+    const uintptr_t fns[NNAMES] = {
+        (uintptr_t)ml_real.malloc,        (uintptr_t)ml_real.free,           (uintptr_t)ml_real.calloc,
+        (uintptr_t)ml_real.realloc,       (uintptr_t)ml_real.reallocarray,   (uintptr_t)ml_real.posix_memalign,
+        (uintptr_t)ml_real.aligned_alloc, (uintptr_t)ml_real.memalign,       (uintptr_t)ml_real.valloc,
+        (uintptr_t)ml_real.pvalloc,       (uintptr_t)ml_real.malloc_usable_size};
+    const ml_rebind_fn own[NNAMES] = {offered.malloc,        offered.free,     offered.calloc,
+                                      offered.realloc,       offered.reallocarray, offered.posix_memalign,
+                                      offered.aligned_alloc, offered.memalign, offered.valloc,
+                                      offered.pvalloc,       offered.malloc_usable_size};
     for (int i = 0; i < NNAMES; i++) {
-        uintptr_t h = (uintptr_t)ml_real_dlsym()(RTLD_DEFAULT, names[i]);
-        if (h >= self_lo && h < self_hi) /* only where the global scope finds memledger's own */
-            hook[i] = h;
-        next[i] = (uintptr_t)fns[i];
+        hook[i] = (uintptr_t)own[i];
+        next[i] = fns[i];
+        /* What a call bound in the global scope reaches: memledger's entry
+         * point, found there first; or, in a non-PIE executable that takes
+         * the name's address, its PLT entry (an undefined symbol with a
+         * value), which calls through to the first definition, memledger's
+         * as the first library preloaded. An executable that defines the
+         * name itself: nothing bound globally reaches the hook. */
+        uintptr_t g = (uintptr_t)ml_real_dlsym()(RTLD_DEFAULT, names[i]);
+        Dl_info info;
+        const ElfW(Sym) *sym = NULL;
+        if (g && hook[i] && (g == hook[i] || (dladdr1((void *)g, &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+                                              sym->st_shndx == SHN_UNDEF)))
+            global[i] = g;
     }
     /* What is loaded now was bound through the global scope (RTLD_DEEPBIND
      * comes with dlopen), and some of it is not initialised yet: it is
@@ -680,5 +696,7 @@ void ml_rebind_init(void)
     ml_dumper_add_service(service, false);
     atomic_store_explicit(&ready, true, memory_order_release);
 }
+
+void ml_rebind_offer(const ml_rebind_hooks_t *hooks) { offered = *hooks; }
 
 void ml_rebind_after_fork_child(void) { atomic_store_explicit(&scanning, 0, memory_order_relaxed); }

@@ -15,6 +15,18 @@
 
 #include "common/common.h"
 
+/* memledger's own entry points for the malloc family, as the shim defines
+ * them (never an executable's PLT entry that stands for their address). */
+typedef void (*ml_rebind_fn)(void);
+typedef struct {
+    ml_rebind_fn malloc, free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
+        pvalloc, malloc_usable_size;
+} ml_rebind_hooks_t;
+
+/* The shim hands them in from a constructor that runs before memledger's
+ * (as shim/pymem.c does); without them nothing is rewritten. */
+void ml_rebind_offer(const ml_rebind_hooks_t *hooks);
+
 /* Learns the hooks and what they forward to, scans the modules loaded so
  * far, and registers the snapshot header and the dumper service (a scan of
  * the modules loaded since, each time the dumper thread wakes, so before
