@@ -1,6 +1,10 @@
 /* shim/dlsym.c — dlsym, so that a program that loads the CUDA driver with
  * dlopen and looks its functions up by name (TensorFlow's stub loader, the
- * CUDA runtime fetching cuGetProcAddress) is handed memledger's wrappers.
+ * CUDA runtime fetching cuGetProcAddress) is handed memledger's wrappers,
+ * and so that a library's malloc-family slots that bypass the hooks
+ * (RTLD_DEEPBIND) are pointed at them before the program first calls into
+ * it: the first lookup in a handle asks init/rebind.h to look at the
+ * modules loaded since (a hashed load when the handle was seen).
  *
  * glibc's dlsym resolves RTLD_NEXT relative to the object that called it,
  * which it finds from its return address; a C wrapper calling it would
@@ -13,13 +17,18 @@
  * stands in, which the compiler emits at -O1 and above.
  * Must never allocate, lock, or change what any other lookup returns. */
 #include "common/common.h"
+#ifdef ML_WITH_CUDA
 #include "cuda/cuda_entry.h"
+#endif
 #include "core/real.h"
+#include "init/rebind.h"
 
 #include <dlfcn.h>
 
-void *ml_dlsym_wrap(void *handle, const char *name);
 void *ml_dlsym_route(void *handle, const char *name);
+#ifdef ML_WITH_CUDA
+void *ml_dlsym_wrap(void *handle, const char *name);
+#endif
 
 /* A lookup memledger may answer differently: a real handle (RTLD_DEFAULT
  * already finds memledger's own definitions first, RTLD_NEXT must keep
@@ -27,17 +36,25 @@ void *ml_dlsym_route(void *handle, const char *name);
 void *ml_dlsym_route(void *handle, const char *name)
 {
     ml_dlsym_fn real = ml_real_dlsym();
-    if (handle == RTLD_NEXT || handle == RTLD_DEFAULT || !name || name[0] != 'c' || name[1] != 'u' ||
-        !ml_cuda_dlsym_wants(name))
+    if (handle == RTLD_NEXT || handle == RTLD_DEFAULT)
         return (void *)real;
-    return (void *)ml_dlsym_wrap;
+    ml_rebind_handle(handle);
+#ifdef ML_WITH_CUDA
+    if (name && name[0] == 'c' && name[1] == 'u' && ml_cuda_dlsym_wants(name))
+        return (void *)ml_dlsym_wrap;
+#else
+    (void)name;
+#endif
+    return (void *)real;
 }
 
+#ifdef ML_WITH_CUDA
 void *ml_dlsym_wrap(void *handle, const char *name)
 {
     void *p = ml_real_dlsym()(handle, name);
     return p ? ml_cuda_dlsym_result(name, p) : p;
 }
+#endif
 
 #if defined(__x86_64__)
 #ifdef __CET__

@@ -9,6 +9,7 @@
 #include "core/real.h"
 #include "core/thread.h"
 #include "core/track.h"
+#include "init/rebind.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -217,4 +218,30 @@ ML_EXPORT size_t malloc_usable_size(void *p)
     if (ML_UNLIKELY(!ml_real.malloc_usable_size))
         ml_real_resolve();
     return ml_real.malloc_usable_size ? ml_real.malloc_usable_size(p) : 0;
+}
+
+/* The entry points' own addresses, for init/rebind.h: hidden aliases, so
+ * that taking them here cannot yield a non-PIE executable's PLT entry,
+ * which stands for malloc's address in the rest of the process. */
+#define OWN(f) extern __typeof(f) ml_own_##f __attribute__((alias(#f), copy(f), visibility("hidden")));
+OWN(malloc)
+OWN(free)
+OWN(calloc)
+OWN(realloc)
+OWN(reallocarray)
+OWN(posix_memalign)
+OWN(aligned_alloc)
+OWN(memalign)
+OWN(valloc)
+OWN(pvalloc)
+OWN(malloc_usable_size)
+
+__attribute__((constructor(101))) static void offer(void)
+{
+    static const ml_rebind_hooks_t own = {
+        (ml_rebind_fn)ml_own_malloc,        (ml_rebind_fn)ml_own_free,          (ml_rebind_fn)ml_own_calloc,
+        (ml_rebind_fn)ml_own_realloc,       (ml_rebind_fn)ml_own_reallocarray, (ml_rebind_fn)ml_own_posix_memalign,
+        (ml_rebind_fn)ml_own_aligned_alloc, (ml_rebind_fn)ml_own_memalign,      (ml_rebind_fn)ml_own_valloc,
+        (ml_rebind_fn)ml_own_pvalloc,       (ml_rebind_fn)ml_own_malloc_usable_size};
+    ml_rebind_offer(&own);
 }

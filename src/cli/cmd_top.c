@@ -11,7 +11,9 @@
 static const char usage[] =
     "Usage: memledger top SNAPSHOT [OPTIONS]\n"
     "\n"
-    "Shows the call stacks holding the most live memory in SNAPSHOT.\n"
+    "Shows the call stacks holding the most live memory in SNAPSHOT, largest\n"
+    "first (ties: more live allocations first, so a stack of zero-byte blocks\n"
+    "shows too).\n"
     "\n"
     "Options:\n"
     "  -n, --limit N          show N stacks (default 10; 0 for all)\n"
@@ -29,6 +31,8 @@ static int by_live(const void *a, const void *b)
     const row_t *x = a, *y = b;
     if (x->v.live_bytes != y->v.live_bytes)
         return x->v.live_bytes < y->v.live_bytes ? 1 : -1;
+    if (x->v.live_count != y->v.live_count) /* zero-byte blocks still cost a chunk each */
+        return x->v.live_count < y->v.live_count ? 1 : -1;
     return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
@@ -82,7 +86,8 @@ int cmd_top(int argc, char **argv)
     for (uint32_t u = 0; u < n; u++) {
         const ml_sstack_t *st = ml_stackset_stack(set, u);
         ml_sval_t v = ml_stackset_value(set, 0, u);
-        if (!ml_domain_matches(st->domain, domain) || v.live_bytes <= 0)
+        /* a stack of zero-byte blocks (malloc(0)) holds 0 bytes but is live */
+        if (!ml_domain_matches(st->domain, domain) || (v.live_bytes <= 0 && v.live_count <= 0))
             continue;
         rows[k].uid = u;
         rows[k].v = v;

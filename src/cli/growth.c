@@ -32,7 +32,7 @@
 
 typedef struct {
     ml_sval_t first, last, cur;
-    int64_t prev_live;
+    int64_t prev_live, prev_count;
     uint32_t grew, nstacks;
     int domain;
     uint32_t first_stack;
@@ -242,9 +242,11 @@ bool ml_growth_feed(ml_growth_t *g, size_t snap)
         group_t *gr = &g->g[i];
         if (g->nfed == 0)
             gr->first = gr->cur; /* rows that appear later start from zero */
-        else if (gr->cur.live_bytes > gr->prev_live)
-            gr->grew++;
+        else if (gr->cur.live_bytes > gr->prev_live ||
+                 (gr->cur.live_bytes == gr->prev_live && gr->cur.live_count > gr->prev_count))
+            gr->grew++; /* more bytes, or as many bytes in more blocks (zero-byte ones) */
         gr->prev_live = gr->cur.live_bytes;
+        gr->prev_count = gr->cur.live_count;
         gr->last = gr->cur;
     }
     if (g->nfed == 0)

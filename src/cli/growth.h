@@ -32,7 +32,8 @@ typedef struct {
     int64_t growth_bytes;    /* live bytes, latest minus first */
     int64_t growth_count;    /* live allocations, latest minus first */
     uint32_t intervals;      /* snapshots fed, minus one */
-    uint32_t grew;           /* intervals in which the row's live bytes grew */
+    uint32_t grew;           /* intervals in which the row's live bytes grew, or held
+                                while its live allocations grew (zero-byte blocks) */
 } ml_growth_row_t;
 
 /* Grew in every interval: the signature of a leak, where a cache or a pool

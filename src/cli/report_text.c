@@ -141,6 +141,14 @@ void ml_report_text(FILE *out, const ml_diff_report_t *r)
                      " (docs/config.md)\n",
                 on(&p, C_YELLOW), on(&p, C_RESET), h->stacks_capacity, h->stacks_degraded, h->stacks_overflowed,
                 h->stacks_capacity);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        /* a library whose malloc family leads to an allocator memledger does not hook */
+        const char *v = h->headers[i].value, *path = v ? strrchr(v, '\t') : NULL;
+        if (strcmp(h->headers[i].key, "malloc_bypass") == 0 && path && strncmp(v, "unseen\t", 7) == 0)
+            fprintf(out, "\n  %snote:%s %s binds malloc past memledger (RTLD_DEEPBIND with an allocator of its "
+                         "own, or another link namespace): its allocations are not seen\n",
+                    on(&p, C_YELLOW), on(&p, C_RESET), path + 1);
+    }
 
     const char *unit = r->opts.group_by == ML_GROUP_STACK ? "stack" : "group";
     if (!r->nrows) {

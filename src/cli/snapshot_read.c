@@ -225,6 +225,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return fail(c, "out of memory");
     ml_rframe_t *fr = &s->frames[s->nframes++]; /* counted at once, as modules */
     fr->module = -1;
+    fr->mark = false;
     if (strcmp(f[2], "native") == 0) {
         fr->kind = ML_FRAME_NATIVE;
         if (strcmp(f[3], "-") != 0) {
@@ -241,6 +242,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         /* not a frame: the writer's note in a stack ("frames left out"),
          * shown as a native frame of no module named by the note */
         fr->kind = ML_FRAME_NATIVE;
+        fr->mark = true;
     } else {
         return fail(c, "frame kind must be native or python, not '%s'", f[2]);
     }

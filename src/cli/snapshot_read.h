@@ -33,6 +33,8 @@ typedef struct {
     char *function;        /* NULL when unknown */
     char *file;            /* NULL when unknown */
     int line;              /* 0 when unknown */
+    bool mark;             /* a `mark` (a note such as "[49 Python frames elided]"): kind native,
+                              no module, told apart from other marks by its text */
 } ml_rframe_t;
 
 typedef struct {

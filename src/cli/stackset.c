@@ -89,6 +89,8 @@ static char *frame_key(const ml_snapshot_t *snap, const ml_rframe_t *f)
     int r;
     if (f->kind == ML_FRAME_PYTHON) {
         r = asprintf(&k, "p\t%s\t%s\t%d", f->file ? f->file : "", f->function ? f->function : "", f->line);
+    } else if (f->mark) { /* a note: its text is what it says ("[49 Python frames elided]") */
+        r = asprintf(&k, "m\t%s", f->function ? f->function : "");
     } else if (f->module >= 0) {
         const ml_rmodule_t *m = &snap->modules[f->module];
         r = asprintf(&k, "n\t%s\t%" PRIx64, m->build_id ? m->build_id : m->path ? m->path : "?", f->offset);

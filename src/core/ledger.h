@@ -23,7 +23,9 @@
  * only until code is unloaded):
  *   native   a return address (the call site + 1 instruction);
  *   python   ML_WORD_PY | code serial << 32 | instruction byte address
- *            (32-bit two's complement, -1: not started; python/pyframes.h).
+ *            (32-bit two's complement, -1: not started; python/pyframes.h);
+ *   mark     ML_MARK_PY_ELIDED(n), put by the Python merge in place of the
+ *            middle of a deep Python stack; a mark is its own encoding.
  * The tree holds *encoded* words, stable identities that snapshots name:
  *   native   (module index + 1) << 40 | offset from the module's load bias
  *            (modules.h); ML_WORD_ABS | address when in no known module;
@@ -39,6 +41,10 @@
 #define ML_WORD_OFFSET_MASK ((1ull << ML_WORD_MODULE_SHIFT) - 1)
 #define ML_MARK_DOMAIN(d) (ML_WORD_MARK | 0x100u | (d))
 #define ML_MARK_ELIDED (ML_WORD_MARK | 0x200u) /* native frames left out: the store was full */
+/* n Python frames left out of the middle of a deep stack (python/pyframes.c) */
+#define ML_MARK_PY_ELIDED(n) (ML_WORD_MARK | 0x300u | (uint64_t)(uint32_t)(n) << 32)
+#define ML_MARK_IS_PY_ELIDED(w) (((w) & (ML_WORD_MARK | 0xffffffffull)) == (ML_WORD_MARK | 0x300u))
+#define ML_MARK_PY_ELIDED_COUNT(w) ((uint32_t)((w) >> 32) & 0x3fffffffu)
 
 /* The most words a stack keeps (the innermost ones). */
 #define ML_LEDGER_MAX_WORDS 512

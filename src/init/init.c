@@ -20,6 +20,7 @@
 #include "core/quiesce.h"
 #include "core/modules.h"
 #include "python/python.h"
+#include "init/rebind.h"
 #include "core/real.h"
 #include "snapshot/sigchain.h"
 #include "unwind/stack_cache.h"
@@ -58,6 +59,7 @@ static void fork_child(void)
     ml_unwind_rules_after_fork_child();
     ml_modfile_after_fork_child();
     ml_modules_after_fork_child();
+    ml_rebind_after_fork_child();
     ml_dumper_after_fork_child();
     ml_self.busy--;
 }
@@ -102,6 +104,7 @@ __attribute__((constructor(102))) static void ml_init(void)
 #endif
     ml_python_init();
     ml_modules_sync(true);
+    ml_rebind_init(); /* libraries whose malloc bypasses the hooks (RTLD_DEEPBIND) */
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     /* the store collects itself on the dumper thread, when asked */
     ml_ledger_set_collect_waker(ml_dumper_wake);

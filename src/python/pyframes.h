@@ -38,7 +38,10 @@ void ml_pyframes_init(const ml_pyframes_conf_t *conf);
  * into at most max words. A thread without a Python thread state, or with
  * no frame running, keeps its native stack. Python frames beyond the
  * native stack's last eval frame (a native stack cut at MEMLEDGER_DEPTH)
- * follow at the end, outermost last. */
+ * follow at the end, outermost last. A chain deeper than 255 Python frames
+ * keeps its innermost 127 and outermost 128, with one ML_MARK_PY_ELIDED
+ * word between them in place of the rest and of the native frames that
+ * ran among them (pyframes.c). */
 unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max);
 
 /* The same merge, interned (ml_merge_intern_fn): the ledger id of the

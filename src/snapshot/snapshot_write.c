@@ -425,8 +425,11 @@ static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
     switch (ML_WORD_KIND(w)) {
     case ML_WORD_MARK:
         ml_out_str(o, "mark\t-\t-\t");
-        write_name(o, w == ML_MARK_ELIDED ? "[native frames left out: the stack store was full]" : "[mark]", NULL,
-                   0);
+        if (ML_MARK_IS_PY_ELIDED(w))
+            ml_out_printf(o, "[%u Python frames elided]\t-\t-", ML_MARK_PY_ELIDED_COUNT(w));
+        else
+            write_name(o, w == ML_MARK_ELIDED ? "[native frames left out: the stack store was full]" : "[mark]",
+                       NULL, 0);
         break;
     case ML_WORD_PY: {
         ml_pyframe_t py = {NULL, NULL, 0};
