@@ -47,6 +47,8 @@ degraded = int(header(s2, "problem", "stack_store_degraded")[0])
 store = header(s2, "store")
 store = dict(zip(store[0::2], store[1::2]))
 check(int(store["degraded"]) == degraded > 0, "store line %s, problem line %d" % (store, degraded))
+# a stack that found no id adds no nodes: only the stacks kept take room
+check(int(store["nodes"]) <= 16 * int(store["stacks"]), "store line %s: nodes of stacks never made" % store)
 r = diff_json(first, second)
 named = stacks_at(r, "many_stacks_leaf")
 kept_smaller = [s for s in named if s["frames"][-1]["function"].startswith("[native frames left out")]

@@ -378,27 +378,26 @@ static bool attach(ml_tree_t *t, uint32_t leaf, unsigned domain, uint32_t id, bo
     return true;
 }
 
-/* The stack of (leaf, domain) in t, made if new (t's lock held); 0 when
- * there is no room. */
-static uint32_t stack_make_locked(ml_tree_t *t, uint32_t leaf, unsigned domain, bool use_reserve, bool *made)
+/* The stack of (leaf, domain) in t, made with id *pre if new (t's lock
+ * held; *pre becomes 0 when used); 0 when there is no room. */
+static uint32_t stack_make_locked(ml_tree_t *t, uint32_t leaf, unsigned domain, bool use_reserve, uint32_t *pre,
+                                  bool *made)
 {
     uint32_t s = stack_find(t, leaf, domain);
     if (s)
         return s;
-    uint32_t id = new_id(use_reserve);
-    if (!id)
-        return 0;
+    uint32_t id = *pre;
     INFO(id)->leaf = leaf;
     INFO(id)->domain = (uint8_t)domain;
     INFO(id)->gen = (uint16_t)t->gen;
     atomic_store_explicit(&INFO(id)->state, 1, memory_order_release);
     uint32_t had = 0;
     if (!attach(t, leaf, domain, id, use_reserve, &had)) {
-        /* no room for the domain's mark: give the id back */
+        /* no room for the domain's mark: the caller gives the id back */
         atomic_store_explicit(&INFO(id)->state, 0, memory_order_release);
-        give_back(id);
         return had;
     }
+    *pre = 0;
     *made = true;
     return id;
 }
@@ -410,28 +409,41 @@ static bool crowded(void)
     return atomic_load_explicit(&next_id, memory_order_relaxed) >= capacity - capacity / 4 && !nfree;
 }
 
+/* The memo learns that position i is node c (raw word raw[nraw-1-i]). */
+static inline uint32_t learn(memo_t *m, unsigned i, const uint64_t *raw, unsigned nraw, uint32_t c)
+{
+    if (m && i < MEMO_MAX) {
+        m->raw[i] = raw[nraw - 1 - i];
+        m->node[i] = c;
+    }
+    return c;
+}
+
 /* Adds enc[0..n) (outermost first) below `node`; t's lock is taken here.
  * Returns the stack, or 0 when it found no room. The memo, when given,
- * learns each node from position k0 on. */
+ * learns each node from position k0 on. The id is taken before any node
+ * is added: a path whose stack could not be made would stay in the tree
+ * as nodes nobody uses, and with the ids spent those fill the node
+ * ceiling, reserve included, before a collection can clear them. */
 static uint32_t add_rest(ml_tree_t *t, unsigned domain, uint32_t node, const uint64_t *enc, unsigned n,
                          bool use_reserve, memo_t *m, const uint64_t *raw, unsigned nraw, unsigned k0, bool *made)
 {
     unsigned k = 0;
-    uint32_t id = 0;
+    uint32_t id = 0, pre = 0;
     *made = false;
     ml_tree_lock(t);
-    for (; k < n; k++) {
-        uint32_t c = ml_tree_add_locked(t, node, enc[k], use_reserve);
-        if (c == ML_NODE_NONE)
-            break;
-        node = c;
-        if (m && k0 + k < MEMO_MAX) {
-            m->raw[k0 + k] = raw[nraw - 1 - (k0 + k)];
-            m->node[k0 + k] = c;
-        }
-    }
+    for (uint32_t c; k < n && (c = ml_tree_find(t, node, enc[k])) != ML_NODE_NONE; k++)
+        node = learn(m, k0 + k, raw, nraw, c);
     if (k == n)
-        id = stack_make_locked(t, node, domain, use_reserve, made);
+        id = stack_find(t, node, domain); /* made meanwhile, or a stack kept smaller met again */
+    if (!id && (pre = new_id(use_reserve)) != 0) {
+        for (uint32_t c; k < n && (c = ml_tree_add_locked(t, node, enc[k], use_reserve)) != ML_NODE_NONE; k++)
+            node = learn(m, k0 + k, raw, nraw, c);
+        if (k == n)
+            id = stack_make_locked(t, node, domain, use_reserve, &pre, made);
+        if (pre)
+            give_back(pre);
+    }
     uint32_t count = ml_tree_count(t);
     ml_tree_unlock(t);
     if (m) {
