@@ -63,7 +63,7 @@ static long max_seq(const char *dir, long pid)
             continue;
         char *end;
         long s = strtol(e->d_name + pl, &end, 10);
-        if (strcmp(end, "." ML_SNAPSHOT_EXT) == 0 && s > best)
+        if (strcmp(end, "." ML_SNAPSHOT_EXT) == 0 && s > best && s <= (long)ML_SEQ_MAX)
             best = s;
     }
     closedir(d);
