@@ -218,3 +218,51 @@ ML_EXPORT size_t malloc_usable_size(void *p)
         ml_real_resolve();
     return ml_real.malloc_usable_size ? ml_real.malloc_usable_size(p) : 0;
 }
+
+/* ---- the family by name, for dlsym through a library handle ----
+ * ctypes.CDLL("libc.so.6").malloc, cffi's dlopen("c") and C code calling
+ * dlsym(dlopen("libc.so.6"), "malloc") find libc's own definition, past
+ * every interposer; shim/dlsym.c hands them these instead. The aliases
+ * are memledger's own definitions: the address of an exported name would
+ * be whatever the process's symbol lookup finds first. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define OWN_COPY(fn) , copy(fn) /* the C library's declared attributes (malloc, nothrow) */
+#else
+#define OWN_COPY(fn)
+#endif
+#define OWN(fn) extern __typeof(fn) own_##fn __attribute__((alias(#fn), visibility("hidden") OWN_COPY(fn)));
+OWN(malloc)
+OWN(calloc)
+OWN(realloc)
+OWN(reallocarray)
+OWN(free)
+OWN(posix_memalign)
+OWN(aligned_alloc)
+OWN(memalign)
+OWN(valloc)
+OWN(pvalloc)
+OWN(malloc_usable_size)
+#undef OWN
+#undef OWN_COPY
+
+void *ml_shim_alloc_entry(const char *name)
+{
+    static const struct {
+        const char *name;
+        void *fn;
+    } family[] = {
+        {"malloc", (void *)own_malloc},       {"calloc", (void *)own_calloc},
+        {"realloc", (void *)own_realloc},     {"reallocarray", (void *)own_reallocarray},
+        {"free", (void *)own_free},           {"posix_memalign", (void *)own_posix_memalign},
+        {"aligned_alloc", (void *)own_aligned_alloc}, {"memalign", (void *)own_memalign},
+        {"valloc", (void *)own_valloc},       {"pvalloc", (void *)own_pvalloc},
+        {"malloc_usable_size", (void *)own_malloc_usable_size},
+    };
+    /* most names dlsym sees start with none of these letters */
+    if (!name || !strchr("acfmprv", name[0]) || !name[0])
+        return NULL;
+    for (size_t i = 0; i < sizeof family / sizeof *family; i++)
+        if (strcmp(name, family[i].name) == 0)
+            return family[i].fn;
+    return NULL;
+}
