@@ -389,9 +389,10 @@ static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
         break;
     }
     case ML_WORD_ABS: {
-        /* in no module when captured (JIT code, or one registered late) */
-        uintptr_t pc = (uintptr_t)(w & ~ML_WORD_MARK);
-        int mi = ml_modules_find(pc, gen);
+        /* in no module when captured (JIT code, or one registered late):
+         * named by the module that held it in the generation it was taken */
+        uintptr_t pc = ml_word_abs_pc(w);
+        int mi = ml_modules_find(pc, ml_word_abs_gen(w, gen));
         if (mi >= 0)
             write_native(o, (uint32_t)mi, pc - ml_modules_get((uint32_t)mi)->bias);
         else

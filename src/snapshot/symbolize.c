@@ -152,7 +152,11 @@ static session_t *session(uint32_t idx)
         return NULL;
     dwfl_report_begin(s->dwfl);
     const char *base = strrchr(m->path, '/');
-    s->mod = dwfl_report_elf(s->dwfl, base ? base + 1 : m->path, m->path, -1, m->bias, false);
+    /* m->bias is the load bias (addresses are bias + p_vaddr): libdwfl
+     * takes it as such with add_p_vaddr; without, it would place the
+     * file's lowest p_vaddr at it, which is the same only where that is 0
+     * (not for a library linked or prelinked at an address of its own) */
+    s->mod = dwfl_report_elf(s->dwfl, base ? base + 1 : m->path, m->path, -1, m->bias, true);
     dwfl_report_end(s->dwfl, NULL, NULL);
     if (s->mod && !same_build_id(s->mod, m))
         s->mod = NULL; /* the file on disk was replaced: its symbols would lie */
