@@ -6,6 +6,8 @@
  *    definition found is the allocator's (libc's, or that of a jemalloc or
  *    tcmalloc preloaded behind memledger: core/real.h), the caller gets
  *    memledger's hook (shim/malloc.c) instead;
+ *  - dlclose, found the same way: memledger's, which notices the unload
+ *    (shim/dlclose.c);
  *  - the CUDA driver's allocating entry points, for a program that loads
  *    the driver with dlopen and looks its functions up by name
  *    (TensorFlow's stub loader, the CUDA runtime fetching
@@ -31,12 +33,15 @@
 #endif
 
 #include <dlfcn.h>
+#include <string.h>
 
 void *ml_dlsym_wrap(void *handle, const char *name);
 void *ml_dlsym_wrap_alloc(void *handle, const char *name);
 void *ml_dlsym_route(void *handle, const char *name);
 /* shim/malloc.c: memledger's own entry point of a malloc-family name, or NULL */
 void *ml_shim_alloc_entry(const char *name);
+/* shim/dlclose.c: memledger's dlclose when `found` is the one it forwards to */
+void *ml_shim_dlclose_entry(void *found);
 
 /* A lookup memledger may answer differently: a real handle and one of the
  * names above. */
@@ -49,7 +54,7 @@ void *ml_dlsym_route(void *handle, const char *name)
     if (name[0] == 'c' && name[1] == 'u' && ml_cuda_dlsym_wants(name))
         return (void *)ml_dlsym_wrap;
 #endif
-    if (ml_shim_alloc_entry(name))
+    if (ml_shim_alloc_entry(name) || (name[0] == 'd' && strcmp(name, "dlclose") == 0))
         return (void *)ml_dlsym_wrap_alloc;
     return (void *)real;
 }
@@ -67,6 +72,8 @@ void *ml_dlsym_wrap(void *handle, const char *name)
 void *ml_dlsym_wrap_alloc(void *handle, const char *name)
 {
     void *p = ml_real_dlsym()(handle, name);
+    if (name[0] == 'd')
+        return ml_shim_dlclose_entry(p);
     return p && ml_real_is_allocator(p) ? ml_shim_alloc_entry(name) : p;
 }
 

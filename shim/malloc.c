@@ -222,15 +222,9 @@ ML_EXPORT size_t malloc_usable_size(void *p)
 /* ---- the family by name, for dlsym through a library handle ----
  * ctypes.CDLL("libc.so.6").malloc, cffi's dlopen("c") and C code calling
  * dlsym(dlopen("libc.so.6"), "malloc") find libc's own definition, past
- * every interposer; shim/dlsym.c hands them these instead. The aliases
- * are memledger's own definitions: the address of an exported name would
- * be whatever the process's symbol lookup finds first. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define OWN_COPY(fn) , copy(fn) /* the C library's declared attributes (malloc, nothrow) */
-#else
-#define OWN_COPY(fn)
-#endif
-#define OWN(fn) extern __typeof(fn) own_##fn __attribute__((alias(#fn), visibility("hidden") OWN_COPY(fn)));
+ * every interposer; shim/dlsym.c hands them these instead (hidden aliases:
+ * memledger's own definitions, whatever the process's lookup finds). */
+#define OWN(fn) ML_OWN_ALIAS(fn, own_##fn);
 OWN(malloc)
 OWN(calloc)
 OWN(realloc)
@@ -243,7 +237,6 @@ OWN(valloc)
 OWN(pvalloc)
 OWN(malloc_usable_size)
 #undef OWN
-#undef OWN_COPY
 
 void *ml_shim_alloc_entry(const char *name)
 {

@@ -5,11 +5,15 @@
  * loader takes as the place to map them when it is free: left to itself it
  * would take the highest free gap, and memledger's own mappings (a fresh
  * rule table after an unload) often take A's hole first.
- * Usage: reload PLUGIN_A.so PLUGIN_B.so */
+ * With "libc-dlclose", the plugins are unloaded through the dlclose that
+ * dlsym finds in libc's own handle (past every interposer), as a program
+ * holding libc's functions by handle would.
+ * Usage: reload PLUGIN_A.so PLUGIN_B.so [libc-dlclose] */
 #include "snapshot_wait.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Opens path; its lowest mapped address goes to *base. */
 static void *open_lib(const char *path, uintptr_t *base)
@@ -24,6 +28,8 @@ static void *open_lib(const char *path, uintptr_t *base)
     return h;
 }
 
+static int (*unload)(void *) = dlclose;
+
 static void use(void *h, int count, size_t size, int close_it)
 {
     void (*leak)(int, size_t) = (void (*)(int, size_t))dlsym(h, "plugin_leak");
@@ -33,13 +39,19 @@ static void use(void *h, int count, size_t size, int close_it)
         nanosleep(&pause, NULL);
     }
     if (close_it)
-        dlclose(h);
+        unload(h);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 3)
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "libc-dlclose") == 0))
         return 2;
+    if (argc == 4) {
+        void *libc = dlopen("libc.so.6", RTLD_NOW);
+        unload = (int (*)(void *))dlsym(libc, "dlclose");
+        if (!unload)
+            return 3;
+    }
     uintptr_t a_base, b_base, a2_base;
     use(open_lib(argv[1], &a_base), 300, 111, 1);
     use(open_lib(argv[2], &b_base), 500, 222, 1);
