@@ -48,6 +48,7 @@ TABLE = {
     "MEMLEDGER_DEPTH": (GENERIC + ["0", "257", "64KiB", "1e3", " 5"], expect_header("depth", "256")),
     "MEMLEDGER_STACKS": (GENERIC + ["1000", "16777217", "1M"], expect_header("stacks", "4194304", at=1)),
     "MEMLEDGER_AT_EXIT": (GENERIC + ["2", "exit"], expect_snapshots(2)),
+    "MEMLEDGER_EXIT_STALL": (GENERIC + ["0", "500ms", "nan", "5 min", "1e400"], expect_snapshots(2)),
     "MEMLEDGER_INTERVAL": (GENERIC + ["nan", "inf", "1e400", "99999999999999999999h", "5 min"],
                            expect_triggers("signal")),
     "MEMLEDGER_UNWIND": (GENERIC + ["dwarf", "FP"], expect_header("unwind", "mode", "auto")),

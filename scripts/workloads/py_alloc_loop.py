@@ -1,11 +1,14 @@
 """py_alloc_loop — an allocation-heavy Python loop for scripts/bench: each
-round builds and drops dicts, lists and strings at call depth 12, a fixed
-amount of work (argv[1] rounds, default 1000000). Prints its elapsed
-seconds and nothing else."""
+round builds and drops dicts, lists and strings at call depth argv[2]
+(default 12: web-framework stacks are far deeper, ~80), a fixed amount of
+work (argv[1] rounds, default 1000000). Prints its elapsed seconds and
+nothing else."""
 import sys
 import time
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000000
+DEPTH = int(sys.argv[2]) if len(sys.argv) > 2 else 12
+sys.setrecursionlimit(max(1000, DEPTH + 100))
 
 
 def work(i):
@@ -24,5 +27,5 @@ def descend(depth, i):
 start = time.perf_counter()
 total = 0
 for i in range(ROUNDS):
-    total += descend(11, i)
+    total += descend(DEPTH - 1, i)
 print("%.3f" % (time.perf_counter() - start))

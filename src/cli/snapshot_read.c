@@ -540,8 +540,10 @@ static FILE *gz_open(FILE *fp, gz_t **out)
     g->z.avail_in = 2;
     cookie_io_functions_t io = {gz_read, NULL, NULL, gz_close};
     FILE *z = fopencookie(g, "r", io);
-    if (!z)
+    if (!z) {
         gz_close(g);
+        g = NULL;
+    }
     *out = g;
     return z;
 }

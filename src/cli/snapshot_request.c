@@ -1,7 +1,11 @@
 /* snapshot_request.c — signal a process under the ledger, wait for its
  * snapshot (see snapshot_request.h). A snapshot appears under its final
  * name only once complete, so "a higher sequence number than before" is
- * "a complete new snapshot". */
+ * "a complete new snapshot"; while one is being written its temporary file
+ * (.memledger.<pid>.<seq>.snap.<random>.tmp) is there from its start. A
+ * process that exits serves the requests it received first (or says on its
+ * stderr why not), so a process that ended with no new file means the
+ * snapshot will never come: that is said at once, not after the timeout. */
 #include "cli/snapshot_request.h"
 #include "common/config.h"
 #include "common/format.h"
@@ -48,17 +52,28 @@ static const char *env_of(const char *environ, size_t len, const char *name)
     return NULL;
 }
 
-static long max_seq(const char *dir, long pid)
+/* The highest sequence number of pid's complete snapshots in dir (0: none;
+ * -1: the directory cannot be read); when `writing` is given, the name of
+ * a temporary file of pid's goes there ("" when none). */
+static long max_seq(const char *dir, long pid, char *writing, size_t cap)
 {
     DIR *d = opendir(dir);
     long best = 0;
     if (!d)
         return -1;
-    char prefix[64];
+    char prefix[64], temp[64];
     snprintf(prefix, sizeof prefix, "memledger.%ld.", pid);
-    size_t pl = strlen(prefix);
+    snprintf(temp, sizeof temp, ".memledger.%ld.", pid);
+    size_t pl = strlen(prefix), tl = strlen(temp);
+    if (writing && cap)
+        writing[0] = '\0';
     struct dirent *e;
     while ((e = readdir(d))) {
+        if (writing && cap && strncmp(e->d_name, temp, tl) == 0) {
+            size_t n = strlen(e->d_name);
+            if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0)
+                snprintf(writing, cap, "%s", e->d_name);
+        }
         if (strncmp(e->d_name, prefix, pl) != 0)
             continue;
         char *end;
@@ -68,6 +83,35 @@ static long max_seq(const char *dir, long pid)
     }
     closedir(d);
     return best;
+}
+
+/* True when pid no longer runs: gone, or a zombie its parent has not
+ * reaped yet (kill(pid, 0) still succeeds on one). A main thread that
+ * called pthread_exit() shows as a zombie too while the other threads run
+ * on: then there is more than one task. */
+static bool ended(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')'); /* the name may hold anything */
+    if (!close_paren || close_paren[1] != ' ' || (close_paren[2] != 'Z' && close_paren[2] != 'X'))
+        return false;
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    int tasks = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        tasks += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return tasks <= 1;
 }
 
 int ml_target_open(long pid, ml_target_t *t, char *err, size_t errcap)
@@ -138,7 +182,7 @@ int ml_target_open(long pid, ml_target_t *t, char *err, size_t errcap)
 int ml_target_snapshot(const ml_target_t *t, uint64_t timeout_ms, const volatile sig_atomic_t *cancel, char *path,
                        size_t cap, char *err, size_t errcap)
 {
-    long before = max_seq(t->dir, t->pid);
+    long before = max_seq(t->dir, t->pid, NULL, 0);
     if (before < 0) {
         snprintf(err, errcap, "cannot read the snapshot directory %s: %s", t->dir, strerror(errno));
         return 1;
@@ -149,8 +193,12 @@ int ml_target_snapshot(const ml_target_t *t, uint64_t timeout_ms, const volatile
     }
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
+    char writing[256];
     for (;;) {
-        long after = max_seq(t->dir, t->pid);
+        /* whether it ended is asked first: a file renamed just before the
+         * end is then still found below */
+        bool gone = ended(t->pid);
+        long after = max_seq(t->dir, t->pid, writing, sizeof writing);
         if (after > before) {
             snprintf(path, cap, "%s/memledger.%ld.%ld.%s", t->dir, t->pid, after, ML_SNAPSHOT_EXT);
             return 0;
@@ -159,13 +207,20 @@ int ml_target_snapshot(const ml_target_t *t, uint64_t timeout_ms, const volatile
             snprintf(err, errcap, "interrupted while waiting for a snapshot of process %ld", t->pid);
             return 1;
         }
-        if (kill((pid_t)t->pid, 0) != 0 && errno == ESRCH) {
-            snprintf(err, errcap, "process %ld ended before its snapshot was written", t->pid);
+        if (gone) {
+            snprintf(err, errcap, "process %ld ended without writing the snapshot it was asked for (where memledger "
+                                  "could not write one, it said why on the process's stderr)", t->pid);
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
         uint64_t ms = (uint64_t)(now.tv_sec - start.tv_sec) * 1000 +
                       (uint64_t)((now.tv_nsec - start.tv_nsec) / 1000000);
+        if (ms >= timeout_ms && writing[0]) {
+            snprintf(err, errcap, "process %ld is still writing a snapshot (%s/%s) after %llu ms; a big process "
+                                  "takes longer: give it more with --timeout", t->pid, t->dir, writing,
+                     (unsigned long long)timeout_ms);
+            return 1;
+        }
         if (ms >= timeout_ms) {
             snprintf(err, errcap, "no snapshot from process %ld in %s within %llu ms (is the signal blocked, "
                                   "or handled by the program itself? see docs/config.md)",

@@ -16,6 +16,7 @@ static const char *const known_vars[] = {
     "MEMLEDGER_ENABLE", "MEMLEDGER_DIR", "MEMLEDGER_SIGNAL", "MEMLEDGER_SAMPLE_BYTES",
     "MEMLEDGER_DEPTH", "MEMLEDGER_STACKS", "MEMLEDGER_AT_EXIT", "MEMLEDGER_INTERVAL",
     "MEMLEDGER_UNWIND", "MEMLEDGER_REDACT_CMDLINE", "MEMLEDGER_PYTHON", "MEMLEDGER_CUDA",
+    "MEMLEDGER_EXIT_STALL",
 };
 
 bool ml_parse_signal(const char *s, int *out)
@@ -162,6 +163,7 @@ void ml_config_load(void)
     c->depth = ML_DEFAULT_DEPTH;
     c->stacks = ML_DEFAULT_STACKS;
     c->at_exit = false;
+    c->exit_stall_ms = ML_DEFAULT_EXIT_STALL_MS;
     c->interval_ms = 0;
     c->unwind = ML_UNWIND_AUTO;
     c->redact_cmdline = false;
@@ -192,6 +194,13 @@ void ml_config_load(void)
     c->stacks = (uint32_t)n;
 
     load_bool("MEMLEDGER_AT_EXIT", &c->at_exit);
+
+    v = env("MEMLEDGER_EXIT_STALL");
+    uint64_t stall;
+    if (v && (!ml_parse_duration_ms(v, &stall) || stall < ML_MIN_EXIT_STALL_MS))
+        bad("MEMLEDGER_EXIT_STALL", v, "a duration of at least 1s such as 20, 90s or 5m", "using 20s");
+    else if (v)
+        c->exit_stall_ms = stall;
 
     v = env("MEMLEDGER_INTERVAL");
     if (v && !ml_parse_duration_ms(v, &c->interval_ms)) {

@@ -20,6 +20,7 @@ typedef struct {
     unsigned depth;            /* MEMLEDGER_DEPTH, native frames per stack */
     uint32_t stacks;           /* MEMLEDGER_STACKS, the stack store's ceiling */
     bool at_exit;              /* MEMLEDGER_AT_EXIT */
+    uint64_t exit_stall_ms;    /* MEMLEDGER_EXIT_STALL: how long exit waits for a write that stopped moving */
     uint64_t interval_ms;      /* MEMLEDGER_INTERVAL, 0 = off */
     enum ml_unwind_kind unwind;/* MEMLEDGER_UNWIND */
     bool redact_cmdline;       /* MEMLEDGER_REDACT_CMDLINE */
@@ -34,6 +35,10 @@ typedef struct {
 #define ML_DEFAULT_STACKS (1u << 22)
 #define ML_MIN_STACKS 1024u
 #define ML_MAX_STACKS 16000000u /* ids are 24 bits in the address table */
+/* At exit, a snapshot in flight is waited for as long as it makes progress;
+ * this long without any and exit goes on without it. */
+#define ML_DEFAULT_EXIT_STALL_MS 20000u
+#define ML_MIN_EXIT_STALL_MS 1000u
 
 extern ml_config_t ml_config;
 

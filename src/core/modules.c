@@ -13,8 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_MODULES 16384
-
 static ml_module_t *mods;
 static _Atomic uint32_t nmods;
 static _Atomic uint32_t gen = 1;
@@ -47,7 +45,7 @@ void ml_modules_set_observer(void (*fn)(const ml_module_t *m)) { atomic_store(&o
 
 void ml_modules_init(void)
 {
-    mods = ml_sysmem_map(MAX_MODULES * sizeof *mods);
+    mods = ml_sysmem_map(ML_MODULES_MAX * sizeof *mods);
     ml_arena_init(&paths, 4u << 20);
     ml_arena_init(&span_arena, 64u << 20);
 }
@@ -134,7 +132,7 @@ static int refresh_cb(struct dl_phdr_info *info, size_t size, void *data)
             return 0;
         }
     }
-    if (n >= MAX_MODULES)
+    if (n >= ML_MODULES_MAX)
         return 0;
     ml_module_t *m = &mods[n];
     const char *copy = ml_arena_strdup(&paths, path);
@@ -262,6 +260,8 @@ uint32_t ml_modules_sync(bool wait)
     return atomic_load_explicit(&gen, memory_order_acquire);
 }
 
+uint32_t ml_modules_generation(void) { return atomic_load_explicit(&gen, memory_order_acquire); }
+
 int ml_modules_find(uintptr_t pc, uint32_t g)
 {
     uint32_t n = atomic_load_explicit(&nmods, memory_order_acquire);
@@ -283,8 +283,6 @@ int ml_modules_find(uintptr_t pc, uint32_t g)
     }
     return later;
 }
-
-uint32_t ml_modules_generation(void) { return atomic_load_explicit(&gen, memory_order_acquire); }
 
 uint32_t ml_modules_count(void) { return atomic_load_explicit(&nmods, memory_order_acquire); }
 

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #define ML_BUILD_ID_MAX 32
+#define ML_MODULES_MAX 16384 /* modules registered over the process's life; later ones are not */
 
 typedef struct {
     uintptr_t bias;               /* load bias (dlpi_addr) */
@@ -32,13 +33,14 @@ void ml_modules_init(void);
  * Returns the current generation. */
 uint32_t ml_modules_sync(bool wait);
 
+/* The current generation, as the last refresh left it (one load: no look
+ * at the loader, so it suits threads that must not wait for its lock). */
+uint32_t ml_modules_generation(void);
+
 /* Index of the module that held `pc` at generation `gen`, or -1. When
  * none did yet, the first module registered at pc after `gen`: a hook
  * that found the registry busy took pc before its module was registered. */
 int ml_modules_find(uintptr_t pc, uint32_t gen);
-
-/* The current generation, without looking at the loader. */
-uint32_t ml_modules_generation(void);
 
 /* The loaded module that holds `pc` now, and pc's offset from its load
  * bias. For hooks: lock-free (a sorted table of loaded modules, republished

@@ -23,7 +23,7 @@
 _Atomic uint64_t ml_store_epoch = 1;
 ml_qslot_t *ml_qslots;
 _Atomic uint64_t ml_q_shared;
-bool ml_q_fence = true;
+_Atomic bool ml_q_fence = true;
 
 static _Atomic uint64_t claimed[ML_QSLOTS / 64];
 static _Atomic uint32_t high; /* slots ever claimed (the highest + 1): the collector scans no further */
@@ -41,7 +41,7 @@ bool ml_quiesce_init(void)
 {
     if (!ml_qslots)
         ml_qslots = ml_sysmem_map(sizeof(ml_qslot_t) * ML_QSLOTS);
-    ml_q_fence = !membarrier_register();
+    atomic_store(&ml_q_fence, !membarrier_register());
     return ml_qslots != NULL;
 }
 
@@ -92,27 +92,28 @@ static void nap(void)
 uint64_t ml_quiesce_advance_and_wait(void)
 {
     uint64_t e = atomic_fetch_add_explicit(&ml_store_epoch, 1, memory_order_seq_cst) + 1;
-    if (ml_q_fence || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    if (atomic_load(&ml_q_fence) || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
         /* the kernel refused the barrier after all: from now on the hooks
-         * fence themselves, and a thread that entered before this saw... the
-         * old rule; wait for everyone to leave once, whatever they announced */
-        if (!ml_q_fence) {
-            ml_q_fence = true;
-            atomic_thread_fence(memory_order_seq_cst);
-            uint32_t n = atomic_load_explicit(&high, memory_order_acquire);
+         * announce with sequentially consistent operations, and a thread
+         * that entered before this did not; wait for everyone to leave
+         * once, whatever they announced */
+        if (!atomic_load(&ml_q_fence)) {
+            atomic_store(&ml_q_fence, true);
+            uint32_t n = atomic_load(&high);
             for (uint32_t i = 0; i < n && ml_qslots; i++)
-                while (atomic_load_explicit(&ml_qslots[i].epoch, memory_order_acquire))
+                while (atomic_load(&ml_qslots[i].epoch))
                     nap();
         }
-        atomic_thread_fence(memory_order_seq_cst);
     }
-    uint32_t n = atomic_load_explicit(&high, memory_order_acquire);
+    /* sequentially consistent reads: without the barrier they are what
+     * orders the announcements against the increment above */
+    uint32_t n = atomic_load(&high);
     for (uint32_t i = 0; i < n && ml_qslots; i++) {
         uint64_t v;
-        while ((v = atomic_load_explicit(&ml_qslots[i].epoch, memory_order_acquire)) != 0 && v < e)
+        while ((v = atomic_load(&ml_qslots[i].epoch)) != 0 && v < e)
             nap();
     }
-    while (atomic_load_explicit(&ml_q_shared, memory_order_acquire))
+    while (atomic_load(&ml_q_shared))
         nap();
     return e;
 }
@@ -129,6 +130,6 @@ void ml_quiesce_after_fork_child(void)
     if (s && s != UINT32_MAX)
         atomic_fetch_or_explicit(&claimed[(s - 1) / 64], 1ull << ((s - 1) % 64), memory_order_relaxed);
     atomic_store_explicit(&ml_q_shared, 0, memory_order_relaxed);
-    if (!ml_q_fence && !membarrier_register())
-        ml_q_fence = true; /* the registration is the parent's process's; ask again */
+    if (!atomic_load(&ml_q_fence) && !membarrier_register())
+        atomic_store(&ml_q_fence, true); /* the registration is the parent's process's; ask again */
 }

@@ -5,7 +5,9 @@
  * thread to have moved on (a grace period, as in RCU).
  * A thread announces on entry (two loads and a store, no fence: the
  * waiting side makes every thread fence with membarrier(2); where the
- * kernel lacks it, the hooks fence themselves) and clears on exit.
+ * kernel lacks it, and in ThreadSanitizer builds, which cannot see that
+ * barrier, the announcement and the reload are sequentially consistent
+ * operations instead, as are the waiting side's) and clears on exit.
  * Whatever a thread takes from a cache is valid only if the cache entry
  * carries the epoch the thread announced.
  * Must never allocate through the hooked allocator or lock on the hook
@@ -26,7 +28,7 @@ typedef struct {
 extern _Atomic uint64_t ml_store_epoch;
 extern ml_qslot_t *ml_qslots;
 extern _Atomic uint64_t ml_q_shared; /* threads without a slot of their own, inside */
-extern bool ml_q_fence;              /* no membarrier: the hooks fence themselves */
+extern _Atomic bool ml_q_fence;      /* no membarrier: announcements are sequentially consistent */
 
 /* Sets up the slots and asks the kernel for expedited membarriers.
  * Returns false when the slots cannot be mapped. */
@@ -42,18 +44,26 @@ static inline uint64_t ml_quiesce_enter(void)
     if (ML_UNLIKELY(!ml_self.qslot))
         ml_quiesce_claim();
     uint64_t e = atomic_load_explicit(&ml_store_epoch, memory_order_relaxed);
-    if (ML_LIKELY(ml_self.qslot != UINT32_MAX)) {
-        atomic_store_explicit(&ml_qslots[ml_self.qslot - 1].epoch, e, memory_order_relaxed);
+    /* then read again after announcing: a collector that moved the epoch
+     * in between either sees the announcement or is seen here */
+    uint64_t now;
+    if (ML_UNLIKELY(atomic_load_explicit(&ml_q_fence, memory_order_relaxed))) {
+        /* no barrier from the collector: the store and the load are both
+         * in the single order of sequentially consistent operations, as
+         * the collector's epoch increment and slot reads are */
+        if (ML_LIKELY(ml_self.qslot != UINT32_MAX))
+            atomic_store_explicit(&ml_qslots[ml_self.qslot - 1].epoch, e, memory_order_seq_cst);
+        else
+            atomic_fetch_add_explicit(&ml_q_shared, 1, memory_order_seq_cst);
+        now = atomic_load_explicit(&ml_store_epoch, memory_order_seq_cst);
     } else {
-        atomic_fetch_add_explicit(&ml_q_shared, 1, memory_order_relaxed);
-    }
-    if (ML_UNLIKELY(ml_q_fence))
-        atomic_thread_fence(memory_order_seq_cst);
-    else
+        if (ML_LIKELY(ml_self.qslot != UINT32_MAX))
+            atomic_store_explicit(&ml_qslots[ml_self.qslot - 1].epoch, e, memory_order_relaxed);
+        else
+            atomic_fetch_add_explicit(&ml_q_shared, 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-    /* read again after announcing: a collector that moved the epoch in
-     * between either sees the announcement or is seen here */
-    uint64_t now = atomic_load_explicit(&ml_store_epoch, memory_order_acquire);
+        now = atomic_load_explicit(&ml_store_epoch, memory_order_acquire);
+    }
     ml_self.qepoch = now;
     return now;
 }

@@ -5,6 +5,7 @@
 #include "core/thread.h"
 #include "core/ledger.h"
 #include "core/quiesce.h"
+#include "core/sysmem.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,21 +15,36 @@ __thread ml_thread_t ml_self __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static bool exit_key_ok;
 
-static void (*_Atomic walk_release)(void *memo);
+static void (*_Atomic area_release[ML_AREAS])(void *area);
 
-void ml_thread_set_walk_memo_release(void (*fn)(void *memo)) { atomic_store(&walk_release, fn); }
+void ml_thread_set_area_release(unsigned which, void (*fn)(void *area)) { atomic_store(&area_release[which], fn); }
+
+void *ml_thread_area_slow(unsigned which, size_t size)
+{
+    ml_self.area_state[which] = 1;
+    void *a = ml_sysmem_map(size);
+    if (a) {
+        ml_self.area[which] = a;
+        ml_thread_want_exit_call();
+    } else {
+        ml_self.area_state[which] = 2;
+    }
+    return a;
+}
 
 static void on_exit_key(void *arg)
 {
     (void)arg;
     ml_ledger_thread_exit();
     ml_quiesce_release();
-    void *w = ml_self.walk_memo;
-    void (*fn)(void *) = atomic_load(&walk_release);
-    ml_self.walk_memo = NULL;
-    ml_self.walk_memo_state = 2; /* never again on this thread: it is going */
-    if (w && fn)
-        fn(w);
+    for (unsigned i = 0; i < ML_AREAS; i++) {
+        void *a = ml_self.area[i];
+        void (*fn)(void *) = atomic_load(&area_release[i]);
+        ml_self.area[i] = NULL;
+        ml_self.area_state[i] = 2; /* never again on this thread: it is going */
+        if (a && fn)
+            fn(a);
+    }
 }
 
 bool ml_thread_init(void)

@@ -8,28 +8,27 @@
 
 #include "common/common.h"
 
-/* A code object's serial as this thread last looked it up (pyframes.c),
- * valid while no interned code object has been freed since (epoch). The
- * address is a key, never dereferenced. Small: the whole block must fit
- * the loader's static TLS reserve when the library is dlopen()ed. */
-typedef struct {
-    uintptr_t code;
-    uint32_t serial, epoch;
-} ml_pymemo_t;
-#define ML_PYMEMO 32
+/* Per-thread areas that folders above map on first use (this block must
+ * stay small: it has to fit the loader's static TLS reserve when the
+ * library is dlopen()ed), given back at thread exit by the function their
+ * owner registered. */
+enum {
+    ML_AREA_WALK, /* unwind_fast.c's last walk and rule cache */
+    ML_AREA_PY,   /* pyframes.c's code memo */
+    ML_AREAS
+};
 
 typedef struct {
     int busy;              /* > 0 while this thread is inside the library */
     uint32_t shard;        /* counter shard + 1; 0 until first assigned */
     int64_t sample_left;   /* bytes until the next sampled allocation */
     uint64_t rng;          /* xorshift state for sampling; 0 until seeded */
-    ml_pymemo_t py_memo[ML_PYMEMO]; /* owned by pyframes.c */
     uintptr_t stack_lo, stack_hi; /* this thread's stack, for frame-pointer checks */
     void *path_memo;       /* ledger.c's memo of the last stack, mapped on first use */
     uint8_t memo_state;    /* 0 none yet, 1 mapped, 2 never (unmappable, or the thread is exiting) */
     bool exit_call;        /* ml_thread_want_exit_call done */
-    void *walk_memo;       /* unwind_fast.c's last walk, mapped on first use */
-    uint8_t walk_memo_state;
+    void *area[ML_AREAS];  /* mapped on first use by their owners */
+    uint8_t area_state[ML_AREAS]; /* 0 none yet, 1 mapped, 2 never (unmappable, or the thread is exiting) */
     uint32_t qslot;        /* quiesce.h's slot + 1; 0 unclaimed; UINT32_MAX: the shared counter */
     uint64_t qepoch;       /* the store epoch this thread announced last */
 } ml_thread_t;
@@ -61,9 +60,17 @@ static inline void ml_leave(void)
  * library, where that passes through. */
 void ml_thread_want_exit_call(void);
 
-/* How the walk memo (unwind_fast.c, a folder above) is given back at
- * thread exit. */
-void ml_thread_set_walk_memo_release(void (*fn)(void *memo));
+/* How area `which` (its owner a folder above) is given back at thread exit. */
+void ml_thread_set_area_release(unsigned which, void (*fn)(void *area));
+
+/* The calling thread's area `which`, mapped (size bytes, zeroed) on first
+ * use; NULL when it cannot be, or the thread is exiting. */
+void *ml_thread_area_slow(unsigned which, size_t size);
+static inline void *ml_thread_area(unsigned which, size_t size)
+{
+    void *a = ml_self.area[which];
+    return ML_LIKELY(a != NULL) ? a : ml_self.area_state[which] ? NULL : ml_thread_area_slow(which, size);
+}
 
 /* Sets up the thread-exit key (from the constructor). */
 bool ml_thread_init(void);

@@ -14,6 +14,7 @@
 #include "cuda/cuda_entry.h"
 #endif
 #include "snapshot/dumper.h"
+#include "snapshot/modfile.h"
 #include "common/io.h"
 #include "core/ledger.h"
 #include "core/quiesce.h"
@@ -55,6 +56,7 @@ static void fork_child(void)
     ml_quiesce_after_fork_child();
     ml_stack_cache_after_fork_child();
     ml_unwind_rules_after_fork_child();
+    ml_modfile_after_fork_child();
     ml_modules_after_fork_child();
     ml_dumper_after_fork_child();
     ml_self.busy--;
@@ -104,6 +106,7 @@ __attribute__((constructor(102))) static void ml_init(void)
     /* the store collects itself on the dumper thread, when asked */
     ml_ledger_set_collect_waker(ml_dumper_wake);
     ml_dumper_add_service(collect, true);
+    ml_modfile_init();
     ml_dumper_start();
     atomic_store(&ml_state, ML_ACTIVE);
     ml_self.busy--;

@@ -42,10 +42,29 @@
 #include "python/pycode.h"
 #include "python/pymem.h"
 #include "python/pystacks.h"
+#include "core/sysmem.h"
 
 #include <string.h>
 
 #define MAX_FRAMES 256
+
+/* A code object's serial as this thread last looked it up, valid while no
+ * interned code object has been freed since (epoch). The address is a key,
+ * never dereferenced. In the thread's ML_AREA_PY, direct-mapped: a web
+ * framework's stack holds ~60 code objects, which a small memo thrashes on. */
+typedef struct {
+    uintptr_t code;
+    uint32_t serial, epoch;
+} pymemo_t;
+#define PYMEMO 1024
+#define PYMEMO_SIZE (PYMEMO * sizeof(pymemo_t))
+
+static void memo_release(void *area) { ml_sysmem_unmap(area, PYMEMO_SIZE); }
+
+static inline pymemo_t *memo_slot(pymemo_t *memo, uintptr_t code)
+{
+    return &memo[((code >> 4) ^ (code >> 14)) & (PYMEMO - 1)];
+}
 
 static ml_pyframes_conf_t C;
 static ml_pylayout_t L;
@@ -65,6 +84,7 @@ void ml_pyframes_init(const ml_pyframes_conf_t *conf)
     C = *conf;
     L = *conf->layout;
     C.layout = &L;
+    ml_thread_set_area_release(ML_AREA_PY, memo_release);
 }
 
 static inline uintptr_t rd(uintptr_t base, int off) { return *(const uintptr_t *)(base + (uintptr_t)(intptr_t)off); }
@@ -75,23 +95,18 @@ static inline bool is_eval(uintptr_t pc)
     return (a >= C.eval_lo && a < C.eval_hi) || (a >= C.cold_lo && a < C.cold_hi);
 }
 
-static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+/* The walk, for one frame kind and memo mode: both are constants in each
+ * copy (see walk()), so the per-frame loop carries no test of either (a
+ * web framework's allocation walks 50 to 100 frames, and this loop is
+ * most of its cost). */
+static inline __attribute__((always_inline)) unsigned walk_as(uintptr_t f, uint64_t *out, unsigned max,
+                                                              const int kind, const bool fingerprints,
+                                                              const bool use_memo, pymemo_t *memo, uint32_t epoch)
 {
-    /* the layout in locals: the loop stores to memory, which the compiler
-     * would otherwise assume could change L */
-    const int kind = L.frames, lasti_bytes = L.lasti_bytes;
+    const int lasti_bytes = L.lasti_bytes;
     const uintptr_t o_back = (uintptr_t)L.fr_back, o_code = (uintptr_t)L.fr_code, o_instr = (uintptr_t)L.fr_instr;
     const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
     const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive, code_type = C.code_type;
-    /* with our OBJ hook in place every code object's free is seen and the
-     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
-     * which cannot tell, is not used */
-    const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
-    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
-    ml_pymemo_t *memo = ml_self.py_memo;
-    uintptr_t f = rd(ts, L.ts_frame);
-    if (L.cf_current >= 0)
-        f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
     unsigned n = 0;
     for (unsigned seen = 0; f && !(f & 7) && n < max && seen < MAX_FRAMES; seen++) {
         uintptr_t back = *(const uintptr_t *)(f + o_back);
@@ -103,9 +118,9 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         }
         bool ends = kind == ML_PYF_OBJECT || (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry));
         uintptr_t code = *(const uintptr_t *)(f + o_code);
-        ml_pymemo_t *m = &memo[(code >> 4) & (ML_PYMEMO - 1)];
+        pymemo_t *m = use_memo ? memo_slot(memo, code) : NULL;
         uint32_t s;
-        if (ML_LIKELY(m->code == code && m->epoch == epoch) && !fingerprints) {
+        if (use_memo && ML_LIKELY(m->code == code && m->epoch == epoch)) {
             s = m->serial; /* a code object then, and none freed since: still one */
         } else if (!code || (code & 7) || rd(code, ML_PY_OB_TYPE) != code_type) {
             /* 3.13 frames can run objects other than code; show nothing */
@@ -113,7 +128,7 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
                 out[n - 1] |= KEY_ENDS_CALL;
             f = back;
             continue;
-        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0) {
+        } else if ((s = ml_pycode_serial(code, fingerprints ? ml_pycode_fingerprint(code) : 0)) != 0 && use_memo) {
             m->code = code;
             m->serial = s;
             m->epoch = epoch;
@@ -135,6 +150,37 @@ static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
         f = back;
     }
     return n;
+}
+
+static unsigned walk(uintptr_t ts, uint64_t *out, unsigned max)
+{
+    /* with our OBJ hook in place every code object's free is seen and the
+     * epoch says it; without, a fingerprint must (pycode.c), and the memo,
+     * which cannot tell, is not used */
+    const bool fingerprints = !atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire);
+    const uint32_t epoch = atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire);
+    pymemo_t *memo = fingerprints ? NULL : ml_thread_area(ML_AREA_PY, PYMEMO_SIZE);
+    uintptr_t f = rd(ts, L.ts_frame);
+    if (L.cf_current >= 0)
+        f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
+    if (ML_UNLIKELY(!memo)) {
+        if (fingerprints)
+            switch (L.frames) {
+            case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, true, false, NULL, epoch);
+            case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, true, false, NULL, epoch);
+            default: return walk_as(f, out, max, ML_PYF_CSTACK, true, false, NULL, epoch);
+            }
+        switch (L.frames) { /* no area for the memo: every code object looked up */
+        case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, false, false, NULL, epoch);
+        case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, false, false, NULL, epoch);
+        default: return walk_as(f, out, max, ML_PYF_CSTACK, false, false, NULL, epoch);
+        }
+    }
+    switch (L.frames) {
+    case ML_PYF_OBJECT: return walk_as(f, out, max, ML_PYF_OBJECT, false, true, memo, epoch);
+    case ML_PYF_ENTRY: return walk_as(f, out, max, ML_PYF_ENTRY, false, true, memo, epoch);
+    default: return walk_as(f, out, max, ML_PYF_CSTACK, false, true, memo, epoch);
+    }
 }
 
 static unsigned current(uint64_t *out, unsigned max)

@@ -12,7 +12,7 @@
 
 #include "common/common.h"
 
-#define ML_PYSTACKS_MAX 64 /* native words, and Python keys, an entry holds */
+#define ML_PYSTACKS_MAX 256 /* native words, and Python keys, the largest entries hold */
 
 bool ml_pystacks_init(void);
 

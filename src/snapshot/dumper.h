@@ -36,8 +36,12 @@ int ml_dumper_snapshot_now(const char *trigger, char *path_out, size_t cap);
 /* fork(): the child gets its own sequence, wake-up channel and thread. */
 void ml_dumper_after_fork_child(void);
 
-/* Process exit: waits for a snapshot being written, then writes the exit
- * snapshot when MEMLEDGER_AT_EXIT asks for one. */
+/* Process exit (the destructor): waits for a snapshot being written for as
+ * long as it makes progress (MEMLEDGER_EXIT_STALL bounds a stretch without
+ * any), writes a "signal" snapshot for the requests received and not yet
+ * begun, then the exit snapshot when MEMLEDGER_AT_EXIT asks for one. What
+ * it cannot write it names on stderr, one line each for the snapshot in
+ * flight and for those that were still to come. */
 void ml_dumper_shutdown(void);
 
 #endif

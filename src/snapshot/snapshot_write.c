@@ -19,7 +19,13 @@
  *                  compressed on its way to the file.
  * The ledger is read while threads keep allocating: counters are summed
  * shard by shard without stopping anyone, so a snapshot is a consistent
- * view of each stack, not an instant of the whole process. */
+ * view of each stack, not an instant of the whole process.
+ *
+ * A big process's snapshot takes seconds (a million stacks), and the exit
+ * path waits for one in flight for as long as it moves: every step bumps
+ * ml_snapshot_progress as it goes, and the name of the temporary file is
+ * published while it is open, so an exit that gives up on a stuck write
+ * can still remove it. */
 
 #include "snapshot/snapshot_write.h"
 #include "common/config.h"
@@ -35,16 +41,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 _Atomic uint64_t ml_snapshots_failed;
+_Atomic uint64_t ml_snapshot_progress;
+
+static inline void progress(void) { atomic_fetch_add_explicit(&ml_snapshot_progress, 1, memory_order_relaxed); }
 
 static ml_header_fn header_fns[8];
 static _Atomic unsigned nheader_fns;
@@ -118,6 +130,8 @@ static int select_stacks(plan_t *p)
         return ENOMEM;
     for (uint32_t id = 0; id < p->nstacks; id++) {
         row_t *r = &p->rows[p->nrows];
+        if ((id & 1023) == 0)
+            progress();
         if (!ml_ledger_stack(id, &r->v))
             continue;
         ml_ledger_totals(id, &r->t);
@@ -154,6 +168,8 @@ static int select_nodes(plan_t *p, const ml_tree_t *t)
         return ENOMEM;
     uint32_t marked = 0;
     for (size_t i = 0; i < p->nrows; i++) {
+        if ((i & 1023) == 0)
+            progress();
         /* up to the root, or to a node another stack marked already */
         for (uint32_t n = p->rows[i].v.leaf; n != ML_NODE_ROOT && n < total && !p->out_of[n];
              n = ml_tree_node(t, n)->parent) {
@@ -174,33 +190,64 @@ static int select_nodes(plan_t *p, const ml_tree_t *t)
 
 typedef struct {
     uint64_t word;
-    uint32_t node; /* the file's number - 1 */
+    uint32_t first; /* its number in first-seen order */
 } word_t;
 
 static int cmp_word(const void *a, const void *b)
 {
-    const word_t *x = a, *y = b;
-    return x->word < y->word ? -1 : x->word > y->word ? 1 : (x->node > y->node) - (x->node < y->node);
+    uint64_t x = ((const word_t *)a)->word, y = ((const word_t *)b)->word;
+    return (x > y) - (x < y);
 }
 
+/* The file's frames: each distinct word of the written nodes once, in word
+ * order (a module's frames together, as symbolizing reads them). Distinct
+ * words are found with a hash table (a million nodes share ~100,000
+ * frames; sorting the nodes themselves took a third of a snapshot), then
+ * only those are sorted. */
 static int number_frames(plan_t *p, const ml_tree_t *t)
 {
-    word_t *w = malloc((size_t)p->nnodes * sizeof *w + 1);
+    size_t cap = 64;
+    while (cap < (size_t)p->nnodes * 2)
+        cap *= 2;
+    uint32_t *slot = calloc(cap, sizeof *slot); /* first-seen number + 1 */
+    word_t *seen = malloc((size_t)p->nnodes * sizeof *seen + 1);
     p->frame_of = malloc((size_t)p->nnodes * sizeof *p->frame_of + 1);
     p->frames = malloc((size_t)p->nnodes * sizeof *p->frames + 1);
-    if (!w || !p->frame_of || !p->frames) {
-        free(w);
+    if (!slot || !seen || !p->frame_of || !p->frames) {
+        free(slot);
+        free(seen);
         return ENOMEM;
     }
-    for (uint32_t i = 0; i < p->nnodes; i++)
-        w[i] = (word_t){ml_tree_node(t, p->nodes[i])->word, i};
-    qsort(w, p->nnodes, sizeof *w, cmp_word);
+    uint32_t nseen = 0;
     for (uint32_t i = 0; i < p->nnodes; i++) {
-        if (!i || w[i].word != w[i - 1].word)
-            p->frames[p->nframes++] = w[i].word;
-        p->frame_of[w[i].node] = p->nframes - 1;
+        if ((i & 0xffff) == 0)
+            progress();
+        uint64_t w = ml_tree_node(t, p->nodes[i])->word;
+        size_t j = (size_t)((w * 0x9e3779b97f4a7c15ull) >> 24) & (cap - 1);
+        while (slot[j] && seen[slot[j] - 1].word != w)
+            j = (j + 1) & (cap - 1);
+        if (!slot[j]) {
+            seen[nseen] = (word_t){w, nseen};
+            slot[j] = ++nseen;
+        }
+        p->frame_of[i] = slot[j] - 1; /* first-seen for now */
     }
-    free(w);
+    free(slot);
+    qsort(seen, nseen, sizeof *seen, cmp_word);
+    uint32_t *rank = malloc((size_t)nseen * sizeof *rank + 1);
+    if (!rank) {
+        free(seen);
+        return ENOMEM;
+    }
+    for (uint32_t k = 0; k < nseen; k++) {
+        p->frames[k] = seen[k].word;
+        rank[seen[k].first] = k;
+    }
+    p->nframes = nseen;
+    for (uint32_t i = 0; i < p->nnodes; i++)
+        p->frame_of[i] = rank[p->frame_of[i]];
+    free(rank);
+    free(seen);
     return 0;
 }
 
@@ -373,6 +420,7 @@ static void write_native(ml_out_t *o, uint32_t mi, uintptr_t offset)
 
 static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
 {
+    progress(); /* naming a frame may read a module's debug information first */
     ml_out_printf(o, "frame\t%u\t", i);
     switch (ML_WORD_KIND(w)) {
     case ML_WORD_MARK:
@@ -470,9 +518,119 @@ static int gz_drain(gz_t *g, int flush)
 static int gz_sink(void *ctx, const char *p, size_t n)
 {
     gz_t *g = ctx;
+    progress();
     g->z.next_in = (unsigned char *)(uintptr_t)p;
     g->z.avail_in = (uInt)n;
     return gz_drain(g, Z_NO_FLUSH);
+}
+
+/* ---- the temporary file while it is open ----
+ * Its path is published so the exit path, giving up on a write that
+ * stopped, can remove it (ml_snapshot_discard_temp). Who removes it is
+ * settled by one compare-and-swap on temp_state: the writer taking it back
+ * before renaming, or the exit path taking it away. */
+
+enum { TEMP_NONE, TEMP_OPEN, TEMP_DISCARDED };
+static char temp_path[PATH_MAX + 128];
+static _Atomic int temp_state;
+
+static void temp_publish(const char *dir, const char *name)
+{
+    ml_fmt(temp_path, sizeof temp_path, "%s/%s", dir, name);
+    atomic_store(&temp_state, TEMP_OPEN);
+}
+
+/* The writer's: true when the file is still its own to rename or remove. */
+static bool temp_take_back(void)
+{
+    int open_ = TEMP_OPEN;
+    bool mine = atomic_compare_exchange_strong(&temp_state, &open_, TEMP_NONE);
+    if (!mine)
+        atomic_store(&temp_state, TEMP_NONE); /* discarded: already removed */
+    return mine;
+}
+
+bool ml_snapshot_discard_temp(char *path, size_t cap)
+{
+    int open_ = TEMP_OPEN;
+    if (!atomic_compare_exchange_strong(&temp_state, &open_, TEMP_DISCARDED))
+        return false;
+    unlink(temp_path);
+    if (path)
+        ml_fmt(path, cap, "%s", temp_path);
+    return true;
+}
+
+void ml_snapshot_after_fork_child(void) { atomic_store(&temp_state, TEMP_NONE); }
+
+/* ---- Stale temporary files ----
+ * A process killed while it writes (SIGKILL, the OOM killer, a container's
+ * grace period running out) leaves its temporary file: nothing of it runs
+ * any more to remove it. The next process writing into the directory does,
+ * when that is certainly safe, looking at most once a minute. A file goes
+ * only if all of these hold:
+ *   - its name is exactly .memledger.<pid>.<seq>.snap.<hex>.tmp, the shape
+ *     create_temp makes (nothing else in the directory is ever touched);
+ *   - no process <pid> exists here (kill(pid, 0) says ESRCH) and it is not
+ *     this process's own pid;
+ *   - it is a regular file (never a symlink) owned by this process's user;
+ *   - it has not been written to for STALE_TEMP_S: a writer in another PID
+ *     namespace sharing the directory, whose pid means nothing here, bumps
+ *     its file's time with every 64 KiB it writes. */
+#define STALE_TEMP_S 600
+#define STALE_LOOK_EVERY_S 60
+
+/* The pid in a temporary file's name; 0 when the name is not one. */
+static long stale_temp_pid(const char *name)
+{
+    static const char head[] = ".memledger.", tail[] = "." ML_SNAPSHOT_EXT ".";
+    if (strncmp(name, head, sizeof head - 1) != 0)
+        return 0;
+    const char *p = name + sizeof head - 1;
+    long pid = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 10; p++, digits++)
+        pid = pid * 10 + (*p - '0');
+    if (!digits || *p != '.' || pid <= 0 || pid > INT_MAX)
+        return 0;
+    for (digits = 0, p++; *p >= '0' && *p <= '9' && digits < 10; p++)
+        digits++;
+    if (!digits || strncmp(p, tail, sizeof tail - 1) != 0)
+        return 0;
+    for (digits = 0, p += sizeof tail - 1; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
+        digits++;
+    return digits && digits <= 16 && strcmp(p, ".tmp") == 0 ? pid : 0;
+}
+
+static void clean_stale_temps(int dfd)
+{
+    static int64_t last_look; /* the writer's alone */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (last_look && now.tv_sec - last_look < STALE_LOOK_EVERY_S)
+        return;
+    last_look = now.tv_sec ? now.tv_sec : 1;
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = stale_temp_pid(e->d_name);
+        if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != geteuid() || wall.tv_sec - st.st_mtime < STALE_TEMP_S)
+            continue;
+        unlinkat(dfd, e->d_name, 0);
+    }
+    closedir(d);
 }
 
 /* Creates the temporary file: never through a symlink (O_NOFOLLOW), never
@@ -607,35 +765,47 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
     if (seq <= above)
         seq = above + 1;
     ml_fmt(final, sizeof final, "memledger.%d.%u.%s", (int)pid, seq, ML_SNAPSHOT_EXT);
-    uint32_t gen = ml_modules_sync(true);
-    /* the stacks' leaves are nodes of the current tree: no collection runs
-     * while a snapshot is written (both hold the dumper's lock) */
-    const ml_tree_t *t = ml_ledger_tree();
-    plan_t p;
-    memset(&p, 0, sizeof p);
-    int err = select_stacks(&p);
-    if (!err)
-        err = select_nodes(&p, t);
-    if (!err)
-        err = number_frames(&p, t);
-
-    /* Every step is relative to one open descriptor of the directory, so a
+    /* The temporary file comes first, so a snapshot shows in the directory
+     * from its start (a big one spends seconds choosing what to write).
+     * Every step is relative to one open descriptor of the directory, so a
      * directory renamed or replaced mid-write cannot split the temporary
      * file from its final name. */
-    int dfd = -1, fd = -1;
-    if (!err && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        err = errno;
-    if (!err && (fd = create_temp(dfd, pid, seq, tmp, sizeof tmp)) < 0)
+    int err = 0, fd = -1;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
         err = errno;
     if (!err) {
-        err = write_file(fd, pid, seq, trigger, &p, gen, t);
+        clean_stale_temps(dfd);
+        if ((fd = create_temp(dfd, pid, seq, tmp, sizeof tmp)) < 0)
+            err = errno;
+        else
+            temp_publish(dir, tmp);
+    }
+    plan_t p;
+    memset(&p, 0, sizeof p);
+    if (!err) {
+        uint32_t gen = ml_modules_sync(true);
+        /* the stacks' leaves are nodes of the current tree: no collection
+         * runs while a snapshot is written (both hold the dumper's lock) */
+        const ml_tree_t *t = ml_ledger_tree();
+        err = select_stacks(&p);
+        if (!err)
+            err = select_nodes(&p, t);
+        if (!err)
+            err = number_frames(&p, t);
+        if (!err)
+            err = write_file(fd, pid, seq, trigger, &p, gen, t);
+    }
+    if (fd >= 0) {
         if (close(fd) != 0 && !err)
             err = errno;
-        if (!err)
+        if (!temp_take_back())
+            err = ECANCELED; /* the exit path gave up on it and removed it */
+        else if (!err)
             err = rename_noreplace(dfd, tmp, pid, &seq, final, sizeof final);
-        if (err)
+        if (err && err != ECANCELED)
             unlinkat(dfd, tmp, 0);
-        else if (path_out)
+        else if (!err && path_out)
             ml_fmt(path_out, cap, "%s/%s", dir, final);
     }
     if (dfd >= 0)

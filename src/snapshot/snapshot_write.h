@@ -12,8 +12,11 @@
 #include <sys/types.h>
 
 /* Writes <dir>/memledger.<pid>.<seq>.snap. Returns 0, or an errno value
- * (the temporary file is removed on failure). The final path goes to
- * path_out when it is not NULL. */
+ * (the temporary file is removed on failure; ECANCELED when
+ * ml_snapshot_discard_temp took it away). The final path goes to path_out
+ * when it is not NULL. On the way, now and then (at most once a minute), it
+ * removes the temporary files that dead processes left in `dir` (see
+ * snapshot_write.c, "Stale temporary files"). */
 int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger,
                       char *path_out, size_t cap);
 
@@ -38,5 +41,21 @@ void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn);
 
 /* Snapshots that could not be written so far (reported in the next one). */
 extern _Atomic uint64_t ml_snapshots_failed;
+
+/* Advanced by the snapshot being written as it goes (stacks looked at,
+ * frames named, bytes compressed), at least every few milliseconds of its
+ * work: whoever waits for a write tells a slow one from a stuck one by it. */
+extern _Atomic uint64_t ml_snapshot_progress;
+
+/* For the exit path giving up on a write that stopped: removes the
+ * temporary file of the snapshot being written, if it has one open, and
+ * takes it from the writer (which, should it ever go on, finds it taken and
+ * fails with ECANCELED instead of renaming it). Returns true when there
+ * was one; its path goes to `path` (may be NULL). Touches no lock and does
+ * not allocate. */
+bool ml_snapshot_discard_temp(char *path, size_t cap);
+
+/* fork(): a snapshot the parent's thread was writing is not the child's. */
+void ml_snapshot_after_fork_child(void);
 
 #endif

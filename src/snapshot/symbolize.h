@@ -1,7 +1,8 @@
 /* symbolize.h — names for native frames: function from the ELF symbol
  * tables (.symtab, or .dynsym in stripped libraries), file:line from DWARF
  * (in the file or its separate debuginfo), through elfutils' libdwfl.
- * Owns: one libdwfl session per module, and a cache of answers.
+ * Owns: a cache of answers (module and address to names it copied); the
+ * module files it reads are modfile.h's, shared with the unwind rules.
  * Runs only in the dumper (or a thread asking for a snapshot): it allocates,
  * so it must never be reached from a hook. */
 #ifndef ML_SYMBOLIZE_H

@@ -192,23 +192,9 @@ static inline bool rule_of(rcache_t *rc, uint64_t pc, uint64_t *rule)
 
 static void wmemo_release(void *p) { ml_sysmem_unmap(p, sizeof(wpair_t)); }
 
-static wpair_t *wmemos(void)
-{
-    wpair_t *w = ml_self.walk_memo;
-    if (ML_LIKELY(w != NULL) || ml_self.walk_memo_state)
-        return w;
-    ml_self.walk_memo_state = 1;
-    w = ml_sysmem_map(sizeof *w);
-    if (w) {
-        ml_self.walk_memo = w;
-        ml_thread_want_exit_call();
-    } else {
-        ml_self.walk_memo_state = 2;
-    }
-    return w;
-}
+static inline wpair_t *wmemos(void) { return ml_thread_area(ML_AREA_WALK, sizeof(wpair_t)); }
 
-void ml_unwind_fast_init(void) { ml_thread_set_walk_memo_release(wmemo_release); }
+void ml_unwind_fast_init(void) { ml_thread_set_area_release(ML_AREA_WALK, wmemo_release); }
 
 /* True when the memo's walk from frame c outward is the walk from here:
  * its loads read the same values now, and RBP is the same where it

@@ -4,25 +4,26 @@
  * Why a map filled lazily rather than tables built per module: a process
  * that loads libtorch has 220,000 FDEs in that one library, but only the
  * few thousand return addresses on its allocation paths ever matter. The
- * hot path looks a return address up; on a miss it leaves the address in a
- * small pending set and lets libunwind take that one stack. memledger's own
- * thread later asks elfutils' CFI reader (dwarf_cfi_addrframe) for the row
- * that covers the call, reduces it to the three facts an x86-64 unwinder
- * needs, and publishes them. The map is insert-only with a single writer,
- * so readers need no lock and never see a half-written entry. */
+ * hot path looks a return address up. On a miss it computes the rule then
+ * and there when it can take the compute lock and the module's file
+ * (snapshot/modfile.c) without waiting: elfutils' CFI reader
+ * (dwarf_cfi_addrframe) gives the row that covers the call, reduced to the
+ * three facts an x86-64 unwinder needs (~1 us). Otherwise it leaves the
+ * address in a small pending set, steps that frame with libunwind, and
+ * memledger's own thread computes it later. The map is insert-only under
+ * the compute lock, so readers need no lock and never see a half-written
+ * entry. */
 #include "unwind/unwind_rules.h"
 #include "snapshot/dumper.h"
+#include "snapshot/modfile.h"
 #include "core/modules.h"
 #include "core/sysmem.h"
 
 #include <dwarf.h>
 #include <pthread.h>
 #include <elfutils/libdw.h>
-#include <fcntl.h>
-#include <gelf.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MAP_FIRST_LOG2 12 /* 4096 return addresses to start with, 64 KiB */
 #define MAP_MAX_LOG2 22   /* grows up to 4M */
@@ -37,21 +38,12 @@ static _Atomic uint64_t *pending;
 static _Atomic int pending_flag;
 static _Atomic uint64_t dropped;
 /* Serializes computing and publishing rules (the map has one writer at a
- * time, the CFI readers are not for concurrent use): the service takes
- * it, a hook only tries it. */
+ * time): the service takes it, a hook only tries it. The module files the
+ * CFI comes from are modfile.c's, locked per module inside it (the
+ * symbolizer reads them too). */
 static pthread_mutex_t compute_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t map_used;
 static _Atomic uint64_t known, unknown; /* read by the snapshot header, on another thread */
-
-typedef struct {
-    bool tried;
-    int fd;
-    Elf *elf;
-    Dwarf_CFI *cfi;
-} cfi_entry_t;
-
-static cfi_entry_t *cfis;
-static uint32_t ncfis;
 
 static size_t map_bytes(uint64_t mask) { return sizeof(ml_rule_map_t) + (mask + 1) * sizeof(ml_rule_slot_t); }
 
@@ -71,9 +63,9 @@ bool ml_unwind_rules_init(void)
     pending = ml_sysmem_map(sizeof(uint64_t) * PENDING);
     if (!atomic_load(&ml_rules) || !pending)
         return false;
-    elf_version(EV_CURRENT);
-    /* not exclusive: its CFI readers are its own, so a snapshot (or a
-     * collection) need not wait for it, nor it for them */
+    /* not exclusive: it locks only the module file it reads (modfile.h),
+     * so a snapshot (or a collection) need not wait for it, nor it for
+     * them, but while both read the same module */
     ml_dumper_add_service(ml_unwind_rules_service, false);
     return true;
 }
@@ -95,35 +87,6 @@ void ml_unwind_rules_miss(uint64_t pc)
     atomic_fetch_or_explicit(&dirty[i / 64], 1ull << (i % 64), memory_order_release);
     if (!atomic_exchange_explicit(&pending_flag, 1, memory_order_acq_rel))
         ml_dumper_wake();
-}
-
-static Dwarf_CFI *cfi_of(uint32_t mod)
-{
-    if (mod >= ncfis) {
-        uint32_t n = ncfis ? ncfis : 64;
-        while (n <= mod)
-            n *= 2;
-        cfi_entry_t *c = realloc(cfis, n * sizeof *c);
-        if (!c)
-            return NULL;
-        memset(c + ncfis, 0, (n - ncfis) * sizeof *c);
-        cfis = c;
-        ncfis = n;
-    }
-    cfi_entry_t *e = &cfis[mod];
-    if (e->tried)
-        return e->cfi;
-    e->tried = true;
-    const ml_module_t *m = ml_modules_get(mod);
-    if (m->path[0] != '/')
-        return NULL;
-    e->fd = open(m->path, O_RDONLY | O_CLOEXEC);
-    if (e->fd < 0)
-        return NULL;
-    e->elf = elf_begin(e->fd, ELF_C_READ_MMAP, NULL);
-    if (e->elf)
-        e->cfi = dwarf_getcfi_elf(e->elf);
-    return e->cfi;
 }
 
 /* "saved at CFA + n" as libdw spells it: DW_OP_call_frame_cfa, then
@@ -186,31 +149,43 @@ static uint64_t rule_of_frame(Dwarf_Frame *f)
     return ml_rule_make(reg == 7 ? ML_RULE_RSP : ML_RULE_RBP, (int32_t)cfaoff, rbp_slots);
 }
 
-static uint64_t compute(uint64_t pc, bool may_wait)
+/* The rule for return address pc into *rule. False when it cannot be had
+ * without waiting (may_wait false, and another thread is reading the
+ * module's file): ask again later. */
+static bool compute(uint64_t pc, bool may_wait, uint64_t *rule)
 {
+    *rule = ML_RULE_UNKNOWN;
     int mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
     if (mi < 0) {
         ml_modules_sync(may_wait);
         mi = ml_modules_find((uintptr_t)pc, UINT32_MAX);
         if (mi < 0)
-            return ML_RULE_UNKNOWN;
+            return true;
     }
-    Dwarf_CFI *cfi = cfi_of((uint32_t)mi);
-    if (!cfi)
-        return ML_RULE_UNKNOWN;
-    const ml_module_t *m = ml_modules_get((uint32_t)mi);
+    bool busy;
+    ml_modfile_t *mf = ml_modfile_lock((uint32_t)mi, may_wait, &busy);
+    if (!mf)
+        return !busy;
+    Dwarf_Addr bias;
+    Dwarf_CFI *cfi = ml_modfile_eh_cfi(mf, &bias);
     Dwarf_Frame *f = NULL;
     /* a return address follows the call: the call's own row is at pc - 1 */
-    if (dwarf_cfi_addrframe(cfi, pc - 1 - m->bias, &f) != 0)
-        return ML_RULE_UNKNOWN;
-    uint64_t r = rule_of_frame(f);
-    free(f);
-    return r;
+    if (cfi && dwarf_cfi_addrframe(cfi, pc - 1 - bias, &f) == 0) {
+        *rule = rule_of_frame(f);
+        free(f);
+    }
+    ml_modfile_unlock(mf);
+    return true;
 }
 
 static void publish(uint64_t pc, uint64_t rule);
 
-uint64_t ml_unwind_rule_compute(uint64_t pc) { return compute(pc, true); }
+uint64_t ml_unwind_rule_compute(uint64_t pc)
+{
+    uint64_t r;
+    compute(pc, true, &r);
+    return r;
+}
 
 static _Atomic bool inline_rules = true;
 
@@ -221,12 +196,11 @@ bool ml_unwind_rules_now(uint64_t pc, uint64_t *rule)
     if (!pending || !atomic_load_explicit(&inline_rules, memory_order_relaxed) ||
         pthread_mutex_trylock(&compute_lock) != 0)
         return false;
-    if (!ml_rule_find(pc, rule)) {
-        *rule = compute(pc, false);
+    bool done = ml_rule_find(pc, rule);
+    if (!done && (done = compute(pc, false, rule)))
         publish(pc, *rule);
-    }
     pthread_mutex_unlock(&compute_lock);
-    return true;
+    return done;
 }
 
 void ml_unwind_rules_invalidate(void)
@@ -250,10 +224,7 @@ static void start_over(void)
     atomic_store_explicit(&known, 0, memory_order_relaxed);
     atomic_store_explicit(&unknown, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&ml_unwind_epoch, 1, memory_order_release);
-    /* the CFI readers of unloaded files would be read no more; their memory
-     * stays with them (a handful of modules, once per unload) */
-    cfis = NULL;
-    ncfis = 0;
+    /* the files of unloaded modules are modfile.c's to release */
 }
 
 static void insert(ml_rule_map_t *map, uint64_t pc, uint64_t rule)
@@ -365,8 +336,6 @@ void ml_unwind_rules_after_fork_child(void)
         memset((void *)pending, 0, sizeof(uint64_t) * PENDING);
     memset((void *)dirty, 0, sizeof dirty);
     atomic_store(&pending_flag, 0);
-    cfis = NULL; /* the parent's service may have been mid-update: start over, leak the old */
-    ncfis = 0;
 }
 
 uint64_t ml_unwind_rules_resident(void)

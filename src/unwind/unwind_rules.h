@@ -99,12 +99,14 @@ void ml_unwind_rules_miss(uint64_t pc);
 bool ml_unwind_rules_service(void);
 
 /* Computes the rule for one return address synchronously, waiting for the
- * module registry if need be (tests and the service use it). */
+ * module registry and the module's file if need be (tests and the service
+ * use it). */
 uint64_t ml_unwind_rule_compute(uint64_t pc);
 
 /* From a hook that missed pc's rule: computes and publishes it now, when
- * no other thread holds the rule lock (never waits for it, nor for the
- * module registry). True with *rule set; false when it could not. */
+ * no other thread holds the rule lock or reads pc's module file (never
+ * waits for either, nor for the module registry). True with *rule set;
+ * false when it could not. */
 bool ml_unwind_rules_now(uint64_t pc, uint64_t *rule);
 
 /* For tests: false makes ml_unwind_rules_now always decline, so that the
