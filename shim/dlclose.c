@@ -11,13 +11,25 @@
 #include "unwind/unwind_rules.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stddef.h>
+
+static int (*_Atomic real_dlclose)(void *);
+
+/* The dlclose this hook forwards to: the next one after memledger. */
+static int (*next_dlclose(void))(void *)
+{
+    int (*real)(void *) = atomic_load_explicit(&real_dlclose, memory_order_acquire);
+    if (ML_UNLIKELY(!real)) {
+        real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+        atomic_store_explicit(&real_dlclose, real, memory_order_release);
+    }
+    return real;
+}
 
 ML_EXPORT int dlclose(void *handle)
 {
-    static int (*real)(void *);
-    if (ML_UNLIKELY(!real))
-        real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    int (*real)(void *) = next_dlclose();
     int r = real ? real(handle) : -1;
     if (r == 0) {
         ml_modules_unloaded(); /* raw addresses the caches remember may be reused */
@@ -26,3 +38,11 @@ ML_EXPORT int dlclose(void *handle)
     }
     return r;
 }
+
+ML_OWN_ALIAS(dlclose, own_dlclose);
+
+/* For shim/dlsym.c: dlsym(dlopen("libc.so.6"), "dlclose") finds the C
+ * library's own dlclose, past this hook; an unload through it would go
+ * unnoticed until the module registry next looks, and a library loaded at
+ * the freed addresses meanwhile would be taken for the old one. */
+void *ml_shim_dlclose_entry(void *found) { return found && found == (void *)next_dlclose() ? (void *)own_dlclose : found; }

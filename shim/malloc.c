@@ -220,10 +220,17 @@ ML_EXPORT size_t malloc_usable_size(void *p)
     return ml_real.malloc_usable_size ? ml_real.malloc_usable_size(p) : 0;
 }
 
-/* The entry points' own addresses, for init/rebind.h: hidden aliases, so
- * that taking them here cannot yield a non-PIE executable's PLT entry,
- * which stands for malloc's address in the rest of the process. */
-#define OWN(f) extern __typeof(f) ml_own_##f __attribute__((alias(#f), copy(f), visibility("hidden")));
+/* ---- the entry points' own addresses ----
+ * Hidden aliases: memledger's own definitions, whatever the process's
+ * lookup finds (in a non-PIE executable that takes malloc's address, a
+ * lookup answers with the executable's PLT entry). Two users:
+ *  - init/rebind.h points a library's slots bound past the hooks
+ *    (RTLD_DEEPBIND) at them;
+ *  - shim/dlsym.c hands them out for a lookup through a library handle:
+ *    ctypes.CDLL("libc.so.6").malloc, cffi's dlopen("c") and C code calling
+ *    dlsym(dlopen("libc.so.6"), "malloc") find libc's own definition, past
+ *    every interposer. */
+#define OWN(f) ML_OWN_ALIAS(f, ml_own_##f);
 OWN(malloc)
 OWN(free)
 OWN(calloc)
@@ -235,6 +242,7 @@ OWN(memalign)
 OWN(valloc)
 OWN(pvalloc)
 OWN(malloc_usable_size)
+#undef OWN
 
 __attribute__((constructor(101))) static void offer(void)
 {
@@ -244,4 +252,26 @@ __attribute__((constructor(101))) static void offer(void)
         (ml_rebind_fn)ml_own_aligned_alloc, (ml_rebind_fn)ml_own_memalign,      (ml_rebind_fn)ml_own_valloc,
         (ml_rebind_fn)ml_own_pvalloc,       (ml_rebind_fn)ml_own_malloc_usable_size};
     ml_rebind_offer(&own);
+}
+
+void *ml_shim_alloc_entry(const char *name)
+{
+    static const struct {
+        const char *name;
+        void *fn;
+    } family[] = {
+        {"malloc", (void *)ml_own_malloc},       {"calloc", (void *)ml_own_calloc},
+        {"realloc", (void *)ml_own_realloc},     {"reallocarray", (void *)ml_own_reallocarray},
+        {"free", (void *)ml_own_free},           {"posix_memalign", (void *)ml_own_posix_memalign},
+        {"aligned_alloc", (void *)ml_own_aligned_alloc}, {"memalign", (void *)ml_own_memalign},
+        {"valloc", (void *)ml_own_valloc},       {"pvalloc", (void *)ml_own_pvalloc},
+        {"malloc_usable_size", (void *)ml_own_malloc_usable_size},
+    };
+    /* most names dlsym sees start with none of these letters */
+    if (!name || !name[0] || !strchr("acfmprv", name[0]))
+        return NULL;
+    for (size_t i = 0; i < sizeof family / sizeof *family; i++)
+        if (strcmp(name, family[i].name) == 0)
+            return family[i].fn;
+    return NULL;
 }

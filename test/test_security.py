@@ -3,7 +3,8 @@
   symlinks planted in a shared (sticky, world-writable) directory at the
   temporary name an attacker can guess and at the final name are never
   followed — the files they point to are untouched — and the snapshot is
-  written all the same, as a regular file of the process's own;
+  written all the same, as a regular file of the process's own (under the
+  next free number: an entry at a final name is never replaced);
 - environment variable values never appear in a snapshot;
 - MEMLEDGER_REDACT_CMDLINE=1 leaves the command line out;
 - in a set-user-ID process (AT_SECURE) the library does nothing: not loaded
@@ -44,7 +45,12 @@ check(prog.returncode == 0, "exit %d: %s" % (prog.returncode, err))
 for v in victims:
     with open(v) as f:
         check(f.read() == "precious\n", "%s was written through a planted symlink" % v)
+# a planted entry at a final name is never replaced either: the snapshots
+# take the numbers after it (3 and 4), and the links stay as planted
 for seq in (1, 2):
+    link = os.path.join(shared, "memledger.%d.%d.snap" % (pid, seq))
+    check(os.path.islink(link), "%s is no longer the planted link" % link)
+for seq in (3, 4):
     final = os.path.join(shared, "memledger.%d.%d.snap" % (pid, seq))
     st = os.lstat(final)
     check(stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o600 and st.st_uid == os.geteuid(),

@@ -78,7 +78,7 @@ static long max_seq(const char *dir, long pid, char *writing, size_t cap)
             continue;
         char *end;
         long s = strtol(e->d_name + pl, &end, 10);
-        if (strcmp(end, "." ML_SNAPSHOT_EXT) == 0 && s > best)
+        if (strcmp(end, "." ML_SNAPSHOT_EXT) == 0 && s > best && s <= (long)ML_SEQ_MAX)
             best = s;
     }
     closedir(d);

@@ -15,4 +15,14 @@
 #define ML_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define ML_CACHELINE   64
 
+/* A hidden second name for fn, an exported function defined in the same
+ * file: its address is the library's own definition, where fn's would be
+ * whatever the process's symbol lookup finds first. GCC also copies fn's
+ * declared attributes (malloc, nothrow), which it otherwise warns about. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ML_OWN_ALIAS(fn, name) extern __typeof(fn) name __attribute__((alias(#fn), visibility("hidden"), copy(fn)))
+#else
+#define ML_OWN_ALIAS(fn, name) extern __typeof(fn) name __attribute__((alias(#fn), visibility("hidden")))
+#endif
+
 #endif

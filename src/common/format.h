@@ -8,6 +8,9 @@
 #define ML_FORMAT_MAGIC   "memledger-snapshot"
 #define ML_FORMAT_VERSION 2
 #define ML_SNAPSHOT_EXT   "snap"
+/* Snapshot files are memledger.<pid>.<seq>.snap; a <seq> past this is no
+ * writer's, and readers looking for "the newest" ignore it. */
+#define ML_SEQ_MAX        1000000000u
 
 /* Allocation domains. The names are the snapshot's and --domain's; a name
  * with a dot is a sub-kind, and a prefix selects all of its sub-kinds. */

@@ -311,7 +311,7 @@ uint64_t ml_ledger_encode(uint64_t raw)
     if (ML_LIKELY(ml_modules_locate((uintptr_t)raw, &index, &offset)) && index + 1 < (1u << 22) &&
         offset <= ML_WORD_OFFSET_MASK)
         return (uint64_t)(index + 1) << ML_WORD_MODULE_SHIFT | offset;
-    return ML_WORD_ABS | (raw & ~(3ull << 62));
+    return ml_word_abs((uintptr_t)raw, ml_modules_generation());
 }
 
 /* ---- stacks ---- */

@@ -28,7 +28,12 @@
  *            middle of a deep Python stack; a mark is its own encoding.
  * The tree holds *encoded* words, stable identities that snapshots name:
  *   native   (module index + 1) << 40 | offset from the module's load bias
- *            (modules.h); ML_WORD_ABS | address when in no known module;
+ *            (modules.h); ML_WORD_ABS | address when in no known module
+ *            (JIT code, or a library just loaded that a hook could not
+ *            register: another thread was refreshing the registry), with
+ *            the registry's generation then (below): the same address
+ *            after a library was unloaded and another loaded there is
+ *            another word, and each is named by the module of its time;
  *   python   ML_WORD_PY | code serial << 32 | line + 1 (0: no line);
  *   mark     ML_WORD_MARK | what: not a frame (a domain, elided frames).
  * Python frames are told apart by line, not instruction: two allocations
@@ -39,6 +44,31 @@
 #define ML_WORD_KIND(w) ((w) & (3ull << 62))
 #define ML_WORD_MODULE_SHIFT 40
 #define ML_WORD_OFFSET_MASK ((1ull << ML_WORD_MODULE_SHIFT) - 1)
+/* An address word: the address in bits 0-47 and (generation - 1) mod 2^13
+ * in bits 48-60; an address of 2^48 or more (5-level page tables) is kept
+ * whole in bits 0-60 with bit 61 set, and without a generation. */
+#define ML_WORD_ABS_WIDE (1ull << 61)
+#define ML_WORD_ABS_GEN_SHIFT 48
+#define ML_WORD_ABS_GEN_MASK 0x1fffu
+static inline uint64_t ml_word_abs(uintptr_t pc, uint32_t gen)
+{
+    if ((uint64_t)pc >> ML_WORD_ABS_GEN_SHIFT)
+        return ML_WORD_ABS | ML_WORD_ABS_WIDE | ((uint64_t)pc & (ML_WORD_ABS_WIDE - 1));
+    return ML_WORD_ABS | (uint64_t)((gen - 1) & ML_WORD_ABS_GEN_MASK) << ML_WORD_ABS_GEN_SHIFT | pc;
+}
+static inline uintptr_t ml_word_abs_pc(uint64_t w)
+{
+    return (uintptr_t)(w & (w & ML_WORD_ABS_WIDE ? ML_WORD_ABS_WIDE - 1 : (1ull << ML_WORD_ABS_GEN_SHIFT) - 1));
+}
+/* The generation an address word was made under, given the current one
+ * (generations only grow; 2^13 changes back at most). */
+static inline uint32_t ml_word_abs_gen(uint64_t w, uint32_t now)
+{
+    if (w & ML_WORD_ABS_WIDE)
+        return now;
+    uint32_t tag = (uint32_t)(w >> ML_WORD_ABS_GEN_SHIFT) & ML_WORD_ABS_GEN_MASK;
+    return now - ((now - 1 - tag) & ML_WORD_ABS_GEN_MASK);
+}
 #define ML_MARK_DOMAIN(d) (ML_WORD_MARK | 0x100u | (d))
 #define ML_MARK_ELIDED (ML_WORD_MARK | 0x200u) /* native frames left out: the store was full */
 /* n Python frames left out of the middle of a deep stack (python/pyframes.c) */

@@ -146,9 +146,6 @@ static int refresh_cb(struct dl_phdr_info *info, size_t size, void *data)
     atomic_store_explicit(&m->removed_gen, 0, memory_order_relaxed);
     m->seen_epoch = epoch;
     atomic_store_explicit(&nmods, n + 1, memory_order_release);
-    void (*fn)(const ml_module_t *) = atomic_load(&observer);
-    if (fn)
-        fn(m);
     return 0;
 }
 
@@ -233,6 +230,11 @@ uint32_t ml_modules_sync(bool wait)
     uint32_t before = atomic_load_explicit(&nmods, memory_order_relaxed);
     dl_iterate_phdr(refresh_cb, NULL);
     uint32_t after = atomic_load_explicit(&nmods, memory_order_relaxed);
+    /* the observer hears of the new modules once the loader's lock, which
+     * dl_iterate_phdr holds, is given back */
+    void (*fn)(const ml_module_t *) = atomic_load(&observer);
+    for (uint32_t i = before; fn && i < after; i++)
+        fn(&mods[i]);
     bool changed = after != before, removed = false;
     uint32_t g = atomic_load_explicit(&gen, memory_order_relaxed) + 1;
     for (uint32_t i = 0; i < before; i++) {

@@ -37,7 +37,9 @@ uint32_t ml_modules_sync(bool wait);
  * at the loader, so it suits threads that must not wait for its lock). */
 uint32_t ml_modules_generation(void);
 
-/* Index of the module that held `pc` at generation `gen`, or -1. */
+/* Index of the module that held `pc` at generation `gen`, or -1. When
+ * none did yet, the first module registered at pc after `gen`: a hook
+ * that found the registry busy took pc before its module was registered. */
 int ml_modules_find(uintptr_t pc, uint32_t gen);
 
 /* The loaded module that holds `pc` now, and pc's offset from its load
@@ -56,8 +58,8 @@ extern _Atomic uint32_t ml_code_epoch;
 void ml_modules_unloaded(void);
 
 /* Called with each module the registry adds, by whichever thread refreshed
- * it (a hook or the dumper), with the refresh lock held: it must not lock,
- * allocate or call the loader. One observer (python.c's). */
+ * it (a hook or the dumper), with the refresh lock held (not the loader's):
+ * it must not lock, allocate or call the loader. One observer (python.c's). */
 void ml_modules_set_observer(void (*fn)(const ml_module_t *m));
 
 uint32_t ml_modules_count(void);

@@ -6,6 +6,7 @@
 #include "common/io.h"
 
 #include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,26 @@ void ml_real_resolve(void)
     ml_real.malloc_usable_size = r.malloc_usable_size;
     __atomic_store_n(&ml_real.malloc, r.malloc, __ATOMIC_RELEASE);
     resolving--;
+}
+
+/* The load base of the object that holds fn; NULL when none does. */
+static void *object_of(const void *fn)
+{
+    Dl_info i;
+    return fn && dladdr(fn, &i) ? i.dli_fbase : NULL;
+}
+
+bool ml_real_is_allocator(const void *fn)
+{
+    void *base = object_of(fn);
+    if (!base)
+        return false;
+    if (!ml_real.malloc && !ml_real_resolving())
+        ml_real_resolve();
+    /* libc's own definitions too: with an allocator behind memledger they
+     * are not the ones it forwards to, yet the program's other calls all go
+     * to that allocator, and memory from one cannot be freed by the other */
+    return base == object_of((void *)ml_real.malloc) || base == object_of((void *)gnu_get_libc_version);
 }
 
 /* dlsym's versions: the libc.so.6 one since glibc 2.34, then libdl's on

@@ -38,6 +38,14 @@ bool ml_real_resolving(void);
 typedef void *(*ml_dlsym_fn)(void *handle, const char *name);
 ml_dlsym_fn ml_real_dlsym(void);
 
+/* True when fn is a function of the allocator memledger forwards to (the
+ * object ml_real.malloc comes from: libc, or a jemalloc or tcmalloc
+ * preloaded behind memledger) or of the C library itself. A malloc-family
+ * name that dlsym finds there through a library handle is an entry point
+ * past memledger, so the caller is handed memledger's own. Takes the
+ * loader's lock (dladdr); for dlsym, never for a hook. */
+bool ml_real_is_allocator(const void *fn);
+
 /* Bootstrap arena: serves allocations made before the real functions exist. */
 void *ml_bootstrap_alloc(size_t size, size_t align);
 #define ML_BOOT_SIZE (64 * 1024)

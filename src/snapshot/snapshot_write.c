@@ -440,9 +440,10 @@ static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
         break;
     }
     case ML_WORD_ABS: {
-        /* in no module when captured (JIT code, or one registered late) */
-        uintptr_t pc = (uintptr_t)(w & ~ML_WORD_MARK);
-        int mi = ml_modules_find(pc, gen);
+        /* in no module when captured (JIT code, or one registered late):
+         * named by the module that held it in the generation it was taken */
+        uintptr_t pc = ml_word_abs_pc(w);
+        int mi = ml_modules_find(pc, ml_word_abs_gen(w, gen));
         if (mi >= 0)
             write_native(o, (uint32_t)mi, pc - ml_modules_get((uint32_t)mi)->bias);
         else
@@ -693,9 +694,79 @@ static int write_file(int fd, pid_t pid, unsigned seq, const char *trigger, cons
     return err;
 }
 
+/* ---- the final name: never another file's ----
+ * A pid comes back: in a container the service is pid 1 (or another small
+ * fixed pid) after every restart, and an exec keeps the pid. So the name
+ * memledger.<pid>.<seq>.snap may already be taken, by an earlier process's
+ * snapshot: the one a user keeps to compare against. A snapshot therefore
+ * takes a number above every snapshot of its pid already in the directory
+ * (the names stay sortable in snapshot order, and `memledger snapshot`
+ * finds the new one as "a higher number than before"), and is renamed
+ * into place only where no file is: a writer racing for the same name
+ * (another pid namespace sharing the directory) makes it take the next. */
+
+/* The largest <seq> of the names memledger.<pid>.<seq>.snap in dir; 0 when
+ * none (or the directory cannot be read: the write then says why). Numbers
+ * past ML_SEQ_MAX are ignored: no writer makes them. */
+static unsigned highest_seq(const char *dir, pid_t pid)
+{
+    char prefix[32];
+    size_t pl = ml_fmt(prefix, sizeof prefix, "memledger.%d.", (int)pid);
+    DIR *d = opendir(dir);
+    unsigned best = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, pl) != 0)
+            continue;
+        const char *p = e->d_name + pl;
+        unsigned long long n = 0;
+        int digits = 0;
+        for (; *p >= '0' && *p <= '9' && n <= ML_SEQ_MAX; p++, digits++)
+            n = n * 10 + (unsigned)(*p - '0');
+        if (digits && n <= ML_SEQ_MAX && strcmp(p, "." ML_SNAPSHOT_EXT) == 0 && n > best)
+            best = (unsigned)n;
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+/* Renames tmp to memledger.<pid>.<*seq>.snap in dfd without ever replacing
+ * a file: renameat2(RENAME_NOREPLACE), or where the filesystem or kernel
+ * lacks it, link + unlink; where it has no hard links either, a check
+ * just before a plain rename (a writer racing within that gap could still
+ * lose its file; docs/format.md). A name found taken moves *seq on. The
+ * final name goes to final. Returns 0 or an errno value. */
+static int rename_noreplace(int dfd, const char *tmp, pid_t pid, unsigned *seq, char *final, size_t cap)
+{
+    for (int attempt = 0; attempt < 64 && *seq <= ML_SEQ_MAX; attempt++, ++*seq) {
+        ml_fmt(final, cap, "memledger.%d.%u.%s", (int)pid, *seq, ML_SNAPSHOT_EXT);
+        if (renameat2(dfd, tmp, dfd, final, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno == EEXIST)
+            continue;
+        if (errno != EINVAL && errno != ENOSYS && errno != EPERM && errno != EOPNOTSUPP)
+            return errno;
+        if (linkat(dfd, tmp, dfd, final, 0) == 0) {
+            unlinkat(dfd, tmp, 0);
+            return 0;
+        }
+        if (errno == EEXIST)
+            continue;
+        if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS && errno != EMLINK)
+            return errno;
+        if (faccessat(dfd, final, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+            continue;
+        return renameat(dfd, tmp, dfd, final) == 0 ? 0 : errno;
+    }
+    return EEXIST;
+}
+
 int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger, char *path_out, size_t cap)
 {
     char tmp[128], final[128];
+    unsigned above = highest_seq(dir, pid); /* an earlier process's snapshots: never overwritten */
+    if (seq <= above)
+        seq = above + 1;
     ml_fmt(final, sizeof final, "memledger.%d.%u.%s", (int)pid, seq, ML_SNAPSHOT_EXT);
     /* The temporary file comes first, so a snapshot shows in the directory
      * from its start (a big one spends seconds choosing what to write).
@@ -733,8 +804,8 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
             err = errno;
         if (!temp_take_back())
             err = ECANCELED; /* the exit path gave up on it and removed it */
-        else if (!err && renameat(dfd, tmp, dfd, final) != 0)
-            err = errno;
+        else if (!err)
+            err = rename_noreplace(dfd, tmp, pid, &seq, final, sizeof final);
         if (err && err != ECANCELED)
             unlinkat(dfd, tmp, 0);
         else if (!err && path_out)

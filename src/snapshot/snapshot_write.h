@@ -1,7 +1,8 @@
 /* snapshot_write.h — writing one snapshot file from the live ledger.
  * Owns: the file's creation (temporary name, 0600, O_EXCL|O_NOFOLLOW, then
- * rename), its contents per format.h and docs/format.md, and the frame
- * table. Runs in the dumper or an API caller, never in a hook or a signal
+ * a rename that never replaces a file: <seq> moves past every snapshot of
+ * the pid already in the directory), its contents per format.h and
+ * docs/format.md, and the frame table. Runs in the dumper or an API caller, never in a hook or a signal
  * handler: it allocates and symbolizes. Never writes environment values. */
 #ifndef ML_SNAPSHOT_WRITE_H
 #define ML_SNAPSHOT_WRITE_H

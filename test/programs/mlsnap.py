@@ -16,8 +16,14 @@ def open_text(path):
 
 
 def snapshot(seq, timeout=120):
-    path = os.path.join(os.environ.get("MEMLEDGER_DIR", "."),
-                        "memledger.%d.%d.snap" % (os.getpid(), seq))
+    """Snapshot `seq` of this process: memledger.<pid>.<seq>.snap, or where
+    that number or a later one is taken already (an earlier process with
+    this pid), the number after the highest taken, as the library does."""
+    d = os.environ.get("MEMLEDGER_DIR", ".")
+    prefix = "memledger.%d." % os.getpid()
+    taken = [int(f[len(prefix):-5]) for f in os.listdir(d)
+             if f.startswith(prefix) and f.endswith(".snap") and f[len(prefix):-5].isdigit()]
+    path = os.path.join(d, "%s%d.snap" % (prefix, max([seq - 1] + taken) + 1))
     os.kill(os.getpid(), signal.SIGUSR2)
     deadline = time.time() + timeout
     while not os.path.exists(path):

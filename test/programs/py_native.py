@@ -14,8 +14,8 @@ ITER = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 MALLOC, CALLBACK, THREAD = 123456, 54321, 77777
 
 # The process's malloc, as every native library reaches it (the global
-# symbol scope). ctypes.CDLL("libc.so.6").malloc would be libc's own entry,
-# past any interposer: see docs/python.md.
+# symbol scope). ctypes.CDLL("libc.so.6").malloc is tracked as well
+# (test_python_dlsym.py); see docs/python.md.
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]

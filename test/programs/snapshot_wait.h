@@ -7,20 +7,46 @@
 #ifndef ML_TEST_SNAPSHOT_WAIT_H
 #define ML_TEST_SNAPSHOT_WAIT_H
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+/* The highest <k> of dir's names memledger.<pid>.<k>.snap, of any type. */
+static inline int snapshot_highest(const char *dir, int pid)
+{
+    char prefix[64];
+    int n = snprintf(prefix, sizeof prefix, "memledger.%d.", pid), best = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char *end = "";
+        long k = strncmp(e->d_name, prefix, (size_t)n) == 0 ? strtol(e->d_name + n, &end, 10) : 0;
+        if (k > best && strcmp(end, ".snap") == 0)
+            best = (int)k;
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+/* Snapshot `seq` of this process is memledger.<pid>.<seq>.snap, or, where
+ * that number or a later one was taken before (an earlier process with
+ * this pid left snapshots, or something was planted there), the number
+ * after the highest taken: the library never writes over another file. */
 static inline void snapshot_wait(int seq)
 {
     char path[4096];
     const char *dir = getenv("ML_TEST_SNAPDIR");
     if (!dir)
         dir = getenv("MEMLEDGER_DIR");
-    snprintf(path, sizeof path, "%s/memledger.%d.%d.snap", dir && *dir ? dir : ".", (int)getpid(), seq);
+    if (!dir || !*dir)
+        dir = ".";
+    int taken = snapshot_highest(dir, (int)getpid());
+    snprintf(path, sizeof path, "%s/memledger.%d.%d.snap", dir, (int)getpid(), seq > taken ? seq : taken + 1);
     kill(getpid(), SIGUSR2);
     struct timespec ms = {0, 1000000};
     for (int i = 0; i < 60000; i++) {

@@ -79,7 +79,7 @@ __attribute__((unused)) static ML_NOINLINE unsigned walk_with_rules(ml_entry_t *
 __attribute__((unused)) static uint64_t word_pc(uint64_t w)
 {
     if (ML_WORD_KIND(w) == ML_WORD_ABS)
-        return w & ~ML_WORD_MARK;
+        return ml_word_abs_pc(w);
     if (ML_WORD_KIND(w) != 0)
         return 0;
     return ml_modules_get((uint32_t)(w >> ML_WORD_MODULE_SHIFT) - 1)->bias + (w & ML_WORD_OFFSET_MASK);
