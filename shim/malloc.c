@@ -9,6 +9,7 @@
 #include "core/real.h"
 #include "core/thread.h"
 #include "core/track.h"
+#include "init/attach.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -217,4 +218,23 @@ ML_EXPORT size_t malloc_usable_size(void *p)
     if (ML_UNLIKELY(!ml_real.malloc_usable_size))
         ml_real_resolve();
     return ml_real.malloc_usable_size ? ml_real.malloc_usable_size(p) : 0;
+}
+
+/* For `memledger attach`, which points a running program's calls here by
+ * rewriting its modules' GOT slots (src/init/attach.c). */
+__attribute__((constructor(101))) static void offer(void)
+{
+    static const ml_hook_t mine[] = {
+        {"free", (void *)free, true},
+        {"malloc", (void *)malloc, false},
+        {"calloc", (void *)calloc, false},
+        {"realloc", (void *)realloc, false},
+        {"reallocarray", (void *)reallocarray, false},
+        {"posix_memalign", (void *)posix_memalign, false},
+        {"aligned_alloc", (void *)aligned_alloc, false},
+        {"memalign", (void *)memalign, false},
+        {"valloc", (void *)valloc, false},
+        {"pvalloc", (void *)pvalloc, false},
+    };
+    ml_attach_offer(mine, ML_ARRAY_LEN(mine));
 }

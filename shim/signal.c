@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "snapshot/sigchain.h"
+#include "init/attach.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -112,3 +113,18 @@ ML_EXPORT handler_t sigset(int sig, handler_t h)
     handler_t prev = set_owned(sig, h, 0, false);
     return prev != SIG_ERR && sigismember(&old, sig) ? SIG_HOLD : prev;
 }
+
+/* For `memledger attach` (src/init/attach.c): after it, the program's own
+ * calls for the snapshot signal are answered here too. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* sigset: still called by old programs */
+__attribute__((constructor(101))) static void offer(void)
+{
+    static const ml_hook_t mine[] = {
+        {"sigaction", (void *)sigaction, false},     {"signal", (void *)signal, false},
+        {"bsd_signal", (void *)bsd_signal, false},   {"sysv_signal", (void *)sysv_signal, false},
+        {"__sysv_signal", (void *)__sysv_signal, false}, {"sigset", (void *)sigset, false},
+    };
+    ml_attach_offer(mine, ML_ARRAY_LEN(mine));
+}
+#pragma GCC diagnostic pop

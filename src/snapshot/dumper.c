@@ -1,8 +1,10 @@
 /* dumper.c — the snapshot triggers and the dumper thread (see dumper.h).
  *
  * The signal handler is async-signal-safe by construction: it bumps an
- * atomic request counter, writes 8 bytes to an eventfd, and chains to the
- * program's previous handler. The dumper thread sleeps in poll() on that
+ * atomic request counter (and the status page's), writes 8 bytes to an
+ * eventfd, and chains to the program's previous handler, unless the
+ * request carries memledger's mark (common/status.h): those are
+ * memledger's own and the program never sees them. The dumper thread sleeps in poll() on that
  * eventfd (with the interval as timeout), and after each snapshot checks
  * whether new requests came in while it was writing, so every signal is
  * followed by a snapshot that started after it, however many arrive. */
@@ -11,6 +13,7 @@
 #include "common/config.h"
 #include "common/io.h"
 #include "snapshot/sigchain.h"
+#include "snapshot/status.h"
 #include "snapshot/snapshot_write.h"
 #include "snapshot/symbolize.h"
 #include "core/thread.h"
@@ -67,18 +70,29 @@ static bool run_services(void)
     return more;
 }
 
+/* A request `memledger snapshot` sent (sigqueue with memledger's mark),
+ * not a signal the program or a person sent. */
+static bool marked(const siginfo_t *info)
+{
+    return info && info->si_code == SI_QUEUE && (uintptr_t)info->si_value.sival_ptr == ML_REQUEST_MARK;
+}
+
 static void handler(int sig, siginfo_t *info, void *uctx)
 {
     int saved = errno;
     atomic_fetch_add_explicit(&requests, 1, memory_order_relaxed);
+    ml_status_request();
     uint64_t one = 1;
     if (wake_fd >= 0) {
         ssize_t w = write(wake_fd, &one, sizeof one);
         (void)w;
     }
     errno = saved;
-    /* the program's own handler still runs (gunicorn uses SIGUSR2) */
-    ml_sigchain_call(sig, info, uctx);
+    /* The program's own handler runs for any other sender (gunicorn uses
+     * SIGUSR2), never for memledger's request: gunicorn's master would
+     * re-execute itself for each snapshot. */
+    if (!marked(info))
+        ml_sigchain_call(sig, info, uctx);
 }
 
 /* Writes one snapshot; the caller holds dump_lock. A full disk shows up as
@@ -112,7 +126,10 @@ static int write_locked(const char *trigger, char *path_out, size_t cap)
 static int write_one(const char *trigger, char *path_out, size_t cap)
 {
     pthread_mutex_lock(&dump_lock);
+    uint64_t covered = ml_status_requests(); /* the requests this snapshot answers */
     int err = atomic_load(&shutting_down) ? ECANCELED : write_locked(trigger, path_out, cap);
+    if (err != ECANCELED) /* the outcome, for `memledger snapshot` to read from outside */
+        ml_status_done(covered, atomic_load(&seq), err);
     pthread_mutex_unlock(&dump_lock);
     return err;
 }
