@@ -24,6 +24,7 @@ static struct {
     uint32_t worker;
     int parent;
     uint64_t since_ns;
+    uint64_t start_cs; /* process_start_cs, worked out once: the clocks' readings jitter */
     bool attached, header;
 } me;
 
@@ -112,7 +113,9 @@ static uint64_t process_start_cs(void)
 
 static void identity_header(ml_out_t *o)
 {
-    uint64_t cs = process_start_cs();
+    if (!me.start_cs)
+        me.start_cs = process_start_cs();
+    uint64_t cs = me.start_cs;
     if (cs)
         ml_out_printf(o, "start_time\t%llu.%02llu\n", (unsigned long long)(cs / 100), (unsigned long long)(cs % 100));
     if (me.worker)
@@ -187,6 +190,7 @@ void ml_status_after_fork_child(uint32_t worker, int parent)
 {
     me.worker = worker;
     me.parent = parent;
+    me.start_cs = 0; /* the child's own */
     if (!page)
         return;
     uint32_t flags = page->flags;
