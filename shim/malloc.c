@@ -221,20 +221,35 @@ ML_EXPORT size_t malloc_usable_size(void *p)
 }
 
 /* For `memledger attach`, which points a running program's calls here by
- * rewriting its modules' GOT slots (src/init/attach.c). */
+ * rewriting its modules' GOT slots (src/init/attach.c). The addresses are
+ * taken through local aliases: `&malloc` in a library loaded after the
+ * program would be what the program's scope calls malloc (possibly the
+ * executable's own PLT entry), not this function. */
+#define LOCAL(name) extern __typeof(name) ml_local_##name __attribute__((alias(#name), visibility("hidden"), copy(name)))
+LOCAL(free);
+LOCAL(malloc);
+LOCAL(calloc);
+LOCAL(realloc);
+LOCAL(reallocarray);
+LOCAL(posix_memalign);
+LOCAL(aligned_alloc);
+LOCAL(memalign);
+LOCAL(valloc);
+LOCAL(pvalloc);
+
 __attribute__((constructor(101))) static void offer(void)
 {
     static const ml_hook_t mine[] = {
-        {"free", (void *)free, true},
-        {"malloc", (void *)malloc, false},
-        {"calloc", (void *)calloc, false},
-        {"realloc", (void *)realloc, false},
-        {"reallocarray", (void *)reallocarray, false},
-        {"posix_memalign", (void *)posix_memalign, false},
-        {"aligned_alloc", (void *)aligned_alloc, false},
-        {"memalign", (void *)memalign, false},
-        {"valloc", (void *)valloc, false},
-        {"pvalloc", (void *)pvalloc, false},
+        {"free", (void *)ml_local_free, true},
+        {"malloc", (void *)ml_local_malloc, false},
+        {"calloc", (void *)ml_local_calloc, false},
+        {"realloc", (void *)ml_local_realloc, false},
+        {"reallocarray", (void *)ml_local_reallocarray, false},
+        {"posix_memalign", (void *)ml_local_posix_memalign, false},
+        {"aligned_alloc", (void *)ml_local_aligned_alloc, false},
+        {"memalign", (void *)ml_local_memalign, false},
+        {"valloc", (void *)ml_local_valloc, false},
+        {"pvalloc", (void *)ml_local_pvalloc, false},
     };
     ml_attach_offer(mine, ML_ARRAY_LEN(mine));
 }
