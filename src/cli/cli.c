@@ -32,7 +32,9 @@ static void help(FILE *out)
                  "  memledger run --dir /tmp/snaps -- python serve.py &\n"
                  "  memledger snapshot $!        # after warm-up\n"
                  "  memledger snapshot $!        # after load\n"
-                 "  memledger diff /tmp/snaps/memledger.$!.1.snap /tmp/snaps/memledger.$!.2.snap\n");
+                 "  memledger diff /tmp/snaps/memledger.$!.1.snap /tmp/snaps/memledger.$!.2.snap\n"
+                 "A pre-fork server (gunicorn, uvicorn --workers): 'memledger snapshot --tree $!' and\n"
+                 "'memledger diff --by-process /tmp/snaps'. Started without memledger: 'memledger attach PID'.\n");
 }
 
 int main(int argc, char **argv)
