@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -380,6 +381,8 @@ static int attach(const char *settings, char *msg, size_t cap)
                                  "the same process twice"
                                : "memledger is loaded in this process but off (MEMLEDGER_ENABLE=0, or it "
                                  "could not start)");
+    if (getauxval(AT_SECURE)) /* as at start: nothing at all in a set-user-ID program */
+        return refuse(msg, cap, EPERM, "a set-user-ID or set-group-ID program: memledger does nothing in it");
     int expected = ML_OFF;
     if (!atomic_compare_exchange_strong(&ml_state, &expected, ML_STARTING))
         return refuse(msg, cap, EALREADY, "another attach is under way");
