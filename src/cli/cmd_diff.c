@@ -14,7 +14,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char usage[] =
     "Usage: memledger diff BASE HEAD [MORE...] [OPTIONS]\n"
@@ -28,8 +27,8 @@ static const char usage[] =
     "grows': the signature of a leak, where a cache or a pool that filled during\n"
     "some intervals and then stopped is not.\n"
     "\n"
-    "With --by-process (or when an argument is a directory: every snapshot in it),\n"
-    "the snapshots may come from many processes, such as two rounds of 'memledger\n"
+    "With --by-process, the snapshots (and every snapshot in a directory given)\n"
+    "may come from many processes, such as two rounds of 'memledger\n"
     "snapshot --tree' of a pre-fork server: each process (pid and start time) is\n"
     "compared with itself, and the workers of one parent (the same command line\n"
     "but for numbers) are also taken together, with each one's share of each row.\n"
@@ -150,10 +149,6 @@ static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
         default:
             return cli_usage("diff", "unknown option");
         }
-    }
-    for (int i = optind; i < argc && !a->by_process; i++) {
-        struct stat st;
-        a->by_process = stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode);
     }
     if (argc - optind < (a->by_process ? 1 : 2))
         return cli_usage("diff", a->by_process ? "expected snapshots or directories" :

@@ -36,8 +36,9 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The files to read: files as given, each directory's snapshots. */
-static bool expand(char *const *args, size_t nargs, char ***out, size_t *n)
+/* The files to read: files as given, each directory's snapshots. Returns
+ * 0, or the exit status (the reason said). */
+static int expand(char *const *args, size_t nargs, char ***out, size_t *n)
 {
     size_t cap = 0;
     *out = NULL;
@@ -46,14 +47,14 @@ static bool expand(char *const *args, size_t nargs, char ***out, size_t *n)
         struct stat st;
         if (stat(args[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
             if (!ML_GROW(*out, cap, *n + 1) || !((*out)[*n] = strdup(args[i])))
-                return false;
+                goto oom;
             (*n)++;
             continue;
         }
         DIR *d = opendir(args[i]);
         if (!d) {
-            cli_error("cannot read directory %s: %s", args[i], strerror(errno));
-            continue;
+            cli_error("%s: cannot read the directory: %s", args[i], strerror(errno));
+            return ML_EXIT_USAGE;
         }
         size_t from = *n;
         struct dirent *e;
@@ -64,14 +65,21 @@ static bool expand(char *const *args, size_t nargs, char ***out, size_t *n)
             char *p = NULL;
             if (!ML_GROW(*out, cap, *n + 1) || asprintf(&p, "%s/%s", args[i], e->d_name) < 0) {
                 closedir(d);
-                return false;
+                goto oom;
             }
             (*out)[(*n)++] = p;
         }
         closedir(d);
+        if (*n == from) {
+            cli_error("%s: no snapshot (memledger.PID.SEQ.snap) in this directory", args[i]);
+            return ML_EXIT_USAGE;
+        }
         qsort(*out + from, *n - from, sizeof **out, by_name);
     }
-    return true;
+    return 0;
+oom:
+    cli_error("out of memory");
+    return ML_EXIT_FAIL;
 }
 
 static bool same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
@@ -317,11 +325,8 @@ int ml_diff_processes(char *const *args, size_t nargs, const ml_diff_report_t *p
     size_t nfiles = 0, nprocs = 0, pcap = 0;
     proc_t *procs = NULL;
     int status = ML_EXIT_OK;
-    if (!expand(args, nargs, &files, &nfiles)) {
-        cli_error("out of memory");
-        status = ML_EXIT_FAIL;
+    if ((status = expand(args, nargs, &files, &nfiles)) != 0)
         goto out;
-    }
     for (size_t i = 0; i < nfiles; i++) {
         ml_snapshot_t *s = cli_load(files[i]);
         if (!s) {
@@ -343,6 +348,13 @@ int ml_diff_processes(char *const *args, size_t nargs, const ml_diff_report_t *p
                                        s->cmdline ? s->cmdline : "", NULL, 0, 0};
         }
         proc_t *p = &procs[j];
+        bool twice = false;
+        for (size_t k = 0; k < p->n && !twice; k++)
+            twice = p->snaps[k]->seq == s->seq;
+        if (twice) { /* the same snapshot named twice (a file and its directory) */
+            ml_snapshot_free(s);
+            continue;
+        }
         if (!ML_GROW(p->snaps, p->cap, p->n + 1)) {
             ml_snapshot_free(s);
             cli_error("out of memory");

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,12 +33,31 @@ static struct {
 static void page_write_begin(void) { __atomic_fetch_add(&page->gen, 1, __ATOMIC_ACQ_REL); }
 static void page_write_end(void) { __atomic_fetch_add(&page->gen, 1, __ATOMIC_RELEASE); }
 
+/* Sizes the page. Under an RLIMIT_FSIZE below its size the kernel answers
+ * with SIGXFSZ, whose default action ends the process: it stays blocked
+ * here, and one it raised is taken back (there is then no page). */
+static bool size_page(int fd)
+{
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    bool ok = ftruncate(fd, sizeof(ml_status_t)) == 0;
+    if (!ok && errno == EFBIG) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
 static bool make_page(void)
 {
     int fd = memfd_create(ML_STATUS_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return false;
-    if (ftruncate(fd, sizeof(ml_status_t)) != 0) {
+    if (!size_page(fd)) {
         close(fd);
         return false;
     }
