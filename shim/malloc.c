@@ -9,6 +9,7 @@
 #include "core/real.h"
 #include "core/thread.h"
 #include "core/track.h"
+#include "init/attach.h"
 #include "init/rebind.h"
 
 #include <errno.h>
@@ -223,13 +224,15 @@ ML_EXPORT size_t malloc_usable_size(void *p)
 /* ---- the entry points' own addresses ----
  * Hidden aliases: memledger's own definitions, whatever the process's
  * lookup finds (in a non-PIE executable that takes malloc's address, a
- * lookup answers with the executable's PLT entry). Two users:
+ * lookup answers with the executable's PLT entry). Three users:
  *  - init/rebind.h points a library's slots bound past the hooks
  *    (RTLD_DEEPBIND) at them;
  *  - shim/dlsym.c hands them out for a lookup through a library handle:
  *    ctypes.CDLL("libc.so.6").malloc, cffi's dlopen("c") and C code calling
  *    dlsym(dlopen("libc.so.6"), "malloc") find libc's own definition, past
- *    every interposer. */
+ *    every interposer;
+ *  - `memledger attach` points a running program's calls here by
+ *    rewriting its modules' GOT slots (src/init/attach.c). */
 #define OWN(f) ML_OWN_ALIAS(f, ml_own_##f);
 OWN(malloc)
 OWN(free)
@@ -252,6 +255,19 @@ __attribute__((constructor(101))) static void offer(void)
         (ml_rebind_fn)ml_own_aligned_alloc, (ml_rebind_fn)ml_own_memalign,      (ml_rebind_fn)ml_own_valloc,
         (ml_rebind_fn)ml_own_pvalloc,       (ml_rebind_fn)ml_own_malloc_usable_size};
     ml_rebind_offer(&own);
+    static const ml_hook_t mine[] = {
+        {"free", (void *)ml_own_free, true},
+        {"malloc", (void *)ml_own_malloc, false},
+        {"calloc", (void *)ml_own_calloc, false},
+        {"realloc", (void *)ml_own_realloc, false},
+        {"reallocarray", (void *)ml_own_reallocarray, false},
+        {"posix_memalign", (void *)ml_own_posix_memalign, false},
+        {"aligned_alloc", (void *)ml_own_aligned_alloc, false},
+        {"memalign", (void *)ml_own_memalign, false},
+        {"valloc", (void *)ml_own_valloc, false},
+        {"pvalloc", (void *)ml_own_pvalloc, false},
+    };
+    ml_attach_offer(mine, ML_ARRAY_LEN(mine));
 }
 
 void *ml_shim_alloc_entry(const char *name)

@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "snapshot/sigchain.h"
+#include "init/attach.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -112,3 +113,27 @@ ML_EXPORT handler_t sigset(int sig, handler_t h)
     handler_t prev = set_owned(sig, h, 0, false);
     return prev != SIG_ERR && sigismember(&old, sig) ? SIG_HOLD : prev;
 }
+
+/* For `memledger attach` (src/init/attach.c): after it, the program's own
+ * calls for the snapshot signal are answered here too. Local aliases give
+ * these functions' own addresses (see shim/malloc.c). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* sigset: still called by old programs */
+#define LOCAL(name) ML_OWN_ALIAS(name, ml_local_##name)
+LOCAL(sigaction);
+LOCAL(signal);
+LOCAL(bsd_signal);
+LOCAL(sysv_signal);
+LOCAL(__sysv_signal);
+LOCAL(sigset);
+
+__attribute__((constructor(101))) static void offer(void)
+{
+    static const ml_hook_t mine[] = {
+        {"sigaction", (void *)ml_local_sigaction, false},     {"signal", (void *)ml_local_signal, false},
+        {"bsd_signal", (void *)ml_local_bsd_signal, false},   {"sysv_signal", (void *)ml_local_sysv_signal, false},
+        {"__sysv_signal", (void *)ml_local___sysv_signal, false}, {"sigset", (void *)ml_local_sigset, false},
+    };
+    ml_attach_offer(mine, ML_ARRAY_LEN(mine));
+}
+#pragma GCC diagnostic pop

@@ -6,10 +6,11 @@
   waiting and the exit snapshot are all written, complete, in that order,
   readable by `memledger top`, and no temporary file is left;
 - a request that arrives just before exit() is written, every time;
-- `memledger snapshot PID` on a process that exits as soon as it gets the
-  signal prints the snapshot (the exit path wrote it); when the snapshot
-  cannot be written the CLI says at once that the process ended without
-  it (exit status 1), even while the process is an unreaped zombie;
+- `memledger snapshot PID` on a process that exits as soon as its snapshot
+  has begun prints the snapshot (the exit path finished it); when the
+  snapshot cannot be written (a file size limit too low for the status
+  page too) the CLI says at once that the process ended without it (exit
+  status 1), even while the process is an unreaped zombie;
 - exit() called on memledger's own thread in the middle of its write (a
   program's handler for the signal, chained after memledger's) is not
   waited for: stderr says so, and the temporary file is removed;
@@ -153,6 +154,8 @@ def tiny_files():
 
 d, p, rc, c, took = snapshot_cli(tiny_files)
 msg = c.stderr.strip()
+# a file size limit this low leaves the process no status page either
+# (status.c cannot size it), so the CLI learns the outcome from the end
 check(c.returncode == 1 and "process %d ended without writing the snapshot it was asked for" % p.pid in msg,
       "snapshot CLI on a process that could not write it: exit %d, %r" % (c.returncode, msg))
 check(took < 30, "the CLI took %.1f s to see that the process had ended" % took)

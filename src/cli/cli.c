@@ -12,7 +12,9 @@ static const struct {
     const char *what;
 } commands[] = {
     {"run", cmd_run, "run a command with the ledger preloaded"},
-    {"snapshot", cmd_snapshot, "ask a running process for a snapshot, print its path"},
+    {"snapshot", cmd_snapshot, "ask a running process (or its tree) for a snapshot, print its path"},
+    {"attach", cmd_attach, "start tracking in a running process started without memledger"},
+    {"detach", cmd_detach, "end what attach started"},
     {"top", cmd_top, "show the stacks holding the most live memory in a snapshot"},
     {"diff", cmd_diff, "show the stacks whose live memory grew between snapshots"},
     {"watch", cmd_watch, "snapshot a process every few seconds, show what keeps growing"},
@@ -30,7 +32,9 @@ static void help(FILE *out)
                  "  memledger run --dir /tmp/snaps -- python serve.py &\n"
                  "  memledger snapshot $!        # after warm-up\n"
                  "  memledger snapshot $!        # after load\n"
-                 "  memledger diff /tmp/snaps/memledger.$!.1.snap /tmp/snaps/memledger.$!.2.snap\n");
+                 "  memledger diff /tmp/snaps/memledger.$!.1.snap /tmp/snaps/memledger.$!.2.snap\n"
+                 "A pre-fork server (gunicorn, uvicorn --workers): 'memledger snapshot --tree $!' and\n"
+                 "'memledger diff --by-process /tmp/snaps'. Started without memledger: 'memledger attach PID'.\n");
 }
 
 int main(int argc, char **argv)

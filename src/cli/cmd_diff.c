@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "cli/diff_report.h"
+#include "cli/diff_processes.h"
 #include "common/units.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 static const char usage[] =
     "Usage: memledger diff BASE HEAD [MORE...] [OPTIONS]\n"
+    "       memledger diff --by-process SNAPSHOT|DIR... [OPTIONS]\n"
     "\n"
     "Shows the call stacks whose live memory grew from BASE to the last snapshot,\n"
     "largest growth first. The snapshots may come from one process or from two\n"
@@ -25,7 +27,14 @@ static const char usage[] =
     "grows': the signature of a leak, where a cache or a pool that filled during\n"
     "some intervals and then stopped is not.\n"
     "\n"
+    "With --by-process, the snapshots (and every snapshot in a directory given)\n"
+    "may come from many processes, such as two rounds of 'memledger\n"
+    "snapshot --tree' of a pre-fork server: each process (pid and start time) is\n"
+    "compared with itself, and the workers of one parent (the same command line\n"
+    "but for numbers) are also taken together, with each one's share of each row.\n"
+    "\n"
     "Options:\n"
+    "      --by-process         report per process, and the workers together (above)\n"
     "  -n, --limit N            show N rows (text and markdown: 10; json: all; 0 = all)\n"
     "      --domain D           only domain D: malloc, python, cuda (cuda.* too), ...\n"
     "      --group-by HOW       stack (default), line or function: add up the stacks\n"
@@ -55,7 +64,7 @@ enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN };
 /* What the options ask for beyond the report's own fields. */
 typedef struct {
     uint64_t limit;
-    bool limit_set, help;
+    bool limit_set, help, by_process;
     int format;
     const char *color;
     cli_list_t inc, exc;
@@ -65,7 +74,7 @@ typedef struct {
  * a->help), else the usage status, already explained. */
 static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
 {
-    enum { O_DOMAIN = 256, O_FORMAT, O_GROUP, O_INCLUDE, O_EXCLUDE, O_MIN, O_ABOVE, O_TOTAL, O_COLOR };
+    enum { O_DOMAIN = 256, O_FORMAT, O_GROUP, O_INCLUDE, O_EXCLUDE, O_MIN, O_ABOVE, O_TOTAL, O_COLOR, O_BYPROC };
     static const struct option opts[] = {
         {"limit", required_argument, NULL, 'n'},         {"domain", required_argument, NULL, O_DOMAIN},
         {"format", required_argument, NULL, O_FORMAT},   {"group-by", required_argument, NULL, O_GROUP},
@@ -73,6 +82,7 @@ static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
         {"min-growth", required_argument, NULL, O_MIN},  {"fail-above", required_argument, NULL, O_ABOVE},
         {"fail-total-above", required_argument, NULL, O_TOTAL},
         {"color", required_argument, NULL, O_COLOR},     {"colour", required_argument, NULL, O_COLOR},
+        {"by-process", no_argument, NULL, O_BYPROC},
         {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
@@ -130,6 +140,9 @@ static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
                 return cli_usage("diff", "--color must be auto, always or never, not '%s'", optarg);
             a->color = optarg;
             break;
+        case O_BYPROC:
+            a->by_process = true;
+            break;
         case 'h':
             a->help = true;
             return ML_EXIT_OK;
@@ -137,8 +150,9 @@ static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
             return cli_usage("diff", "unknown option");
         }
     }
-    if (argc - optind < 2)
-        return cli_usage("diff", "expected at least two snapshots (BASE HEAD)");
+    if (argc - optind < (a->by_process ? 1 : 2))
+        return cli_usage("diff", a->by_process ? "expected snapshots or directories" :
+                                                 "expected at least two snapshots (BASE HEAD)");
     if (!a->limit_set)
         a->limit = a->format == FMT_JSON ? 0 : 10;
     cli_set_patterns(&r->opts, &a->inc, &a->exc);
@@ -202,6 +216,16 @@ int cmd_diff(int argc, char **argv)
     if (status != ML_EXIT_OK || a.help) {
         if (a.help)
             fputs(usage, stdout);
+        free(a.inc.v);
+        free(a.exc.v);
+        return status;
+    }
+    if (a.by_process) {
+        r.color = a.format == FMT_TEXT && cli_color(stdout, a.color);
+        status = ml_diff_processes(argv + optind, (size_t)(argc - optind), &r,
+                                   a.format == FMT_JSON ? ML_FMT_JSON : a.format == FMT_MARKDOWN ? ML_FMT_MARKDOWN
+                                                                                                 : ML_FMT_TEXT,
+                                   a.limit);
         free(a.inc.v);
         free(a.exc.v);
         return status;

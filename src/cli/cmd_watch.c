@@ -270,6 +270,7 @@ int cmd_watch(int argc, char **argv)
         printf("memledger watch: %s after %zu snapshot%s; they are kept in %s\n", stop ? "stopped" : "done", taken,
                taken == 1 ? "" : "s", target.dir);
 out:
+    ml_target_close(&target);
     ml_growth_free(g);
     ml_stackset_free(set);
     free(inc.v);

@@ -268,6 +268,11 @@ static int by_growth(const void *a, const void *b)
     return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
+uint32_t ml_growth_group_of(const ml_growth_t *g, uint32_t stack)
+{
+    return stack < g->placed ? g->group_of[stack] : NONE;
+}
+
 const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n)
 {
     free(g->rows);
@@ -286,6 +291,7 @@ const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n)
         r->growth_count = gr->last.live_count - gr->first.live_count;
         r->intervals = g->nfed ? (uint32_t)g->nfed - 1 : 0;
         r->grew = gr->grew;
+        r->group = (uint32_t)i;
     }
     if (g->opts.group_by != ML_GROUP_STACK && g->nfed) {
         /* show each group through the member that grew most */

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t intervals;      /* snapshots fed, minus one */
     uint32_t grew;           /* intervals in which the row's live bytes grew, or held
                                 while its live allocations grew (zero-byte blocks) */
+    uint32_t group;          /* the row's own number (ml_growth_group_of), whatever the order */
 } ml_growth_row_t;
 
 /* Grew in every interval: the signature of a leak, where a cache or a pool
@@ -64,6 +65,10 @@ size_t ml_growth_nfed(const ml_growth_t *g);
  * more live bytes, then the first stack seen). The array belongs to `g` and
  * lasts until the next call. Returns NULL when out of memory. */
 const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n);
+
+/* The row number (ml_growth_row_t.group) stack `stack` is counted in;
+ * UINT32_MAX when no row takes it (filtered out, or not yet fed). */
+uint32_t ml_growth_group_of(const ml_growth_t *g, uint32_t stack);
 
 /* Live bytes and counts of the selected stacks in the first and latest
  * snapshot fed. */

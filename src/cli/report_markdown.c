@@ -99,7 +99,9 @@ void ml_report_markdown(FILE *out, const ml_diff_report_t *r)
         fprintf(out, "; **%zu only grow%s** (grew in each of %zu intervals)", r->only_grows,
                 r->only_grows == 1 ? "s" : "", r->nsnaps - 1);
     const ml_snapshot_t *b = r->snaps[0], *h = r->snaps[r->nsnaps - 1];
-    if (b->pid == h->pid)
+    if (b->pid < 0)
+        fprintf(out, ". %s -> %s", b->path, h->path);
+    else if (b->pid == h->pid)
         fprintf(out, ". %zu snapshots of pid %ld over %.1f s", r->nsnaps, b->pid, h->time - b->time);
     else
         fprintf(out, ". %zu snapshots, base pid %ld, head pid %ld", r->nsnaps, b->pid, h->pid);

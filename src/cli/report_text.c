@@ -126,7 +126,9 @@ void ml_report_text(FILE *out, const ml_diff_report_t *r)
     pen_t p = {out, r->color};
     const ml_snapshot_t *b = r->snaps[0], *h = r->snaps[r->nsnaps - 1];
     char b1[32], b2[32], trend[64];
-    if (b->pid == h->pid)
+    if (b->pid < 0) /* processes taken together (diff --by-process): the path says which */
+        fprintf(out, "%smemledger diff%s: %s -> %s\n", on(&p, C_BOLD), on(&p, C_RESET), b->path, h->path);
+    else if (b->pid == h->pid)
         fprintf(out, "%smemledger diff%s: %zu snapshots of pid %ld over %.1f s (seq %ld -> %ld)\n", on(&p, C_BOLD),
                 on(&p, C_RESET), r->nsnaps, b->pid, h->time - b->time, b->seq, h->seq);
     else

@@ -278,9 +278,18 @@ static uint32_t *map_leaves(ml_stackset_t *set, const ml_snapshot_t *snap, const
 
 int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
 {
-    if (!ML_GROW(set->values, set->values_cap, set->nsnaps + 1))
+    return ml_stackset_add_into(set, snap, set->nsnaps);
+}
+
+int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si)
+{
+    if (si > set->nsnaps)
         return -1;
-    size_t si = set->nsnaps++; /* its values start empty: ML_GROW zeroes */
+    if (si == set->nsnaps) {
+        if (!ML_GROW(set->values, set->values_cap, set->nsnaps + 1))
+            return -1;
+        set->nsnaps++; /* its values start empty: ML_GROW zeroes */
+    }
 
     uint32_t *fuid = malloc((snap->nframes + 1) * sizeof *fuid);
     uint32_t *modmap = malloc((snap->nmodules + 1) * sizeof *modmap);

@@ -54,6 +54,12 @@ void ml_stackset_free(ml_stackset_t *set);
  * freed afterwards. Returns its index, or -1 when out of memory. */
 int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap);
 
+/* Adds a snapshot's figures into slot `slot` (an earlier snapshot's, or
+ * nsnapshots for a new one): a slot so made is the sum of several
+ * snapshots, as when the workers of a pre-fork server are taken together.
+ * Returns the slot, or -1 when out of memory or past the end. */
+int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t slot);
+
 /* Frees the per-stack totals of snapshot `snap`; it then reads as absent.
  * For long watches, which need only the first and the latest in full. */
 void ml_stackset_drop_values(ml_stackset_t *set, size_t snap);

@@ -55,10 +55,21 @@ bool ml_parse_signal(const char *s, int *out)
     return false;
 }
 
+/* `memledger attach` hands its settings over as "NAME=value" lines: they
+ * stand in for the environment, which a running process cannot be given.
+ * Kept here as NUL-separated strings, ending in an empty one. */
+static char settings_buf[8192];
+static bool from_settings;
+
 static const char *env(const char *name)
 {
-    const char *v = getenv(name);
-    return v;
+    if (!from_settings)
+        return getenv(name);
+    size_t n = strlen(name);
+    for (const char *p = settings_buf; *p; p += strlen(p) + 1)
+        if (strncmp(p, name, n) == 0 && p[n] == '=')
+            return p + n + 1;
+    return NULL;
 }
 
 /* A value as it can be shown on one line: control characters become '?',
@@ -137,7 +148,16 @@ static void load_dir(void)
 static void warn_unknown(void)
 {
     extern char **environ;
-    for (char **e = environ; e && *e; e++) {
+    char *lines[256];
+    char **list = environ;
+    if (from_settings) {
+        size_t k = 0;
+        for (char *p = settings_buf; *p && k + 1 < ML_ARRAY_LEN(lines); p += strlen(p) + 1)
+            lines[k++] = p;
+        lines[k] = NULL;
+        list = lines;
+    }
+    for (char **e = list; e && *e; e++) {
         if (strncmp(*e, "MEMLEDGER_", 10) != 0)
             continue;
         size_t n = strcspn(*e, "=");
@@ -241,4 +261,15 @@ void ml_config_load(void)
             bad("MEMLEDGER_CUDA", v, "one of auto, hooks, cupti, off", "using auto");
     }
     warn_unknown();
+}
+
+void ml_config_load_settings(const char *settings)
+{
+    size_t n = 0;
+    for (const char *p = settings; p && *p && n + 2 < sizeof settings_buf; p++)
+        settings_buf[n++] = *p == '\n' ? '\0' : *p;
+    settings_buf[n] = '\0';
+    settings_buf[n + 1] = '\0';
+    from_settings = true;
+    ml_config_load();
 }

@@ -46,6 +46,10 @@ extern ml_config_t ml_config;
  * is resolved: uses getenv and the io.h formatter only. */
 void ml_config_load(void);
 
+/* The same from "NAME=value" lines (newline-separated) in place of the
+ * environment: what `memledger attach` hands a running process. */
+void ml_config_load_settings(const char *settings);
+
 /* Parses a signal given as a number, "USR2" or "SIGUSR2"; 0 for "0"/"off"/"none".
  * Returns false when it is not a signal a program may catch. */
 bool ml_parse_signal(const char *s, int *out);

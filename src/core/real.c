@@ -48,23 +48,32 @@ static void *next(const char *name, bool required)
     return f;
 }
 
-void ml_real_resolve(void)
+/* Looks each function up with `find` (NULL: the next definition after
+ * memledger's, dlsym(RTLD_NEXT)); `keep` keeps the current value of a
+ * required one that is not found instead of aborting. */
+static void resolve_with(void *(*find)(const char *name), bool keep)
 {
-    if (ML_LIKELY(__atomic_load_n(&ml_real.malloc, __ATOMIC_ACQUIRE)))
-        return;
-    resolving++;
     ml_real_t r;
-    r.free = next("free", true);
-    r.calloc = next("calloc", true);
-    r.realloc = next("realloc", true);
-    r.reallocarray = next("reallocarray", false);
-    r.posix_memalign = next("posix_memalign", true);
-    r.aligned_alloc = next("aligned_alloc", false);
-    r.memalign = next("memalign", false);
-    r.valloc = next("valloc", false);
-    r.pvalloc = next("pvalloc", false);
-    r.malloc_usable_size = next("malloc_usable_size", false);
-    r.malloc = next("malloc", true);
+#define LOOK(field, req)                                                                           \
+    do {                                                                                       \
+        r.field = find ? find(#field) : NULL;                                                  \
+        if (!find)                                                                             \
+            r.field = next(#field, (req) && !keep);                                            \
+        else if (!r.field && (req) && keep)                                                    \
+            r.field = ml_real.field;                                                           \
+    } while (0)
+    LOOK(free, true);
+    LOOK(calloc, true);
+    LOOK(realloc, true);
+    LOOK(reallocarray, false);
+    LOOK(posix_memalign, true);
+    LOOK(aligned_alloc, false);
+    LOOK(memalign, false);
+    LOOK(valloc, false);
+    LOOK(pvalloc, false);
+    LOOK(malloc_usable_size, false);
+    LOOK(malloc, true);
+#undef LOOK
     /* An allocator preloaded behind us may lack some of these (jemalloc has
      * no pvalloc or reallocarray): the next definition is then glibc's,
      * which would hand out glibc memory that jemalloc's free cannot take.
@@ -92,6 +101,21 @@ void ml_real_resolve(void)
     ml_real.pvalloc = r.pvalloc;
     ml_real.malloc_usable_size = r.malloc_usable_size;
     __atomic_store_n(&ml_real.malloc, r.malloc, __ATOMIC_RELEASE);
+}
+
+void ml_real_resolve(void)
+{
+    if (ML_LIKELY(__atomic_load_n(&ml_real.malloc, __ATOMIC_ACQUIRE)))
+        return;
+    resolving++;
+    resolve_with(NULL, false);
+    resolving--;
+}
+
+void ml_real_rebind(void *(*find)(const char *name))
+{
+    resolving++;
+    resolve_with(find, true);
     resolving--;
 }
 

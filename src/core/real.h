@@ -29,6 +29,13 @@ extern ml_real_t ml_real;
  * on a thread, that thread's allocations come from the bootstrap arena. */
 void ml_real_resolve(void);
 
+/* `memledger attach`: the program was not linked against memledger's
+ * hooks, so the next definition after memledger's is not the one its calls
+ * reach. Re-resolves every entry with `find` (name -> the function the
+ * program's calls go to), keeping a required one `find` does not know.
+ * Only before any hook is reachable. */
+void ml_real_rebind(void *(*find)(const char *name));
+
 /* True while the calling thread is inside ml_real_resolve. */
 bool ml_real_resolving(void);
 

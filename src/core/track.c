@@ -10,6 +10,7 @@
 #include "core/thread.h"
 
 #include <math.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,20 @@ static int64_t next_gap(uint64_t rate)
 }
 
 uint64_t ml_sample_rate; /* ml_config.sample_bytes, where the hot path reads it */
+
+void ml_track_after_fork_child(void)
+{
+    /* The forking thread's generator and countdown are the parent's: two
+     * workers forked from one master would take the very same samples. */
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ ((uint64_t)getpid() << 32);
+    ml_self.rng = seed ? seed : 88172645463325252ull;
+    ml_self.sample_left = 0; /* the next allocation draws a fresh gap */
+}
 
 void ml_sample_weight_slow(uint64_t size, uint64_t *bytes, uint64_t *count)
 {

@@ -117,6 +117,10 @@ static inline bool ml_free_passes(const void *p)
     return !ml_tracking() || ml_self.busy || ml_free_skip(p);
 }
 
+/* fork(), in the child: reseeds the calling thread's sampling state (the
+ * only thread the child has), so that forked siblings sample differently. */
+void ml_track_after_fork_child(void);
+
 /* Sets up what sampling mode needs. Returns false when it could not (then
  * every allocation is tracked). Call after ml_sample_rate is set. */
 bool ml_track_init(void);

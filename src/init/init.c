@@ -1,8 +1,14 @@
 /* init.c — bringing the library up and down in a process.
- * Owns: the constructor (settings, tables, unwinder, dumper), fork
- * handlers, the destructor, and the public API in include/memledger.h.
+ * Owns: the constructor (settings, tables, unwinder, dumper), the start
+ * sequence that `memledger attach` shares (attach.c), fork handlers, the
+ * destructor, and the public API in include/memledger.h.
  * Must never leave a process it cannot serve half-tracked: any failure here
- * turns tracking off, says so in one line, and lets the program run. */
+ * turns tracking off, says so in one line, and lets the program run.
+ *
+ * Loaded at process start (LD_PRELOAD, or linked), the constructor starts
+ * tracking. Loaded later by `memledger attach` (dlopen into a running
+ * process), the program's calls do not reach memledger's hooks, so the
+ * constructor only gets ready and waits for memledger_attach (attach.c). */
 
 #include "memledger.h"
 
@@ -27,8 +33,12 @@
 #include "unwind/unwind_rules.h"
 #include "core/thread.h"
 #include "core/track.h"
+#include "init/attach.h"
+#include "snapshot/status.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -36,9 +46,12 @@
 
 static bool collect(void) { return ml_ledger_collect(false); }
 
+static _Atomic unsigned forks; /* children forked under the ledger: the next one is worker forks */
+
 static void fork_prepare(void)
 {
     ml_self.busy++;
+    atomic_fetch_add(&forks, 1);
     ml_ledger_before_fork();
     ml_addrtab_lock_all();
 }
@@ -52,7 +65,10 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    unsigned worker = atomic_exchange(&forks, 0);
     ml_addrtab_unlock_all();
+    ml_track_after_fork_child();
+    ml_status_after_fork_child(worker, (int)getppid());
     ml_ledger_after_fork_child();
     ml_quiesce_after_fork_child();
     ml_stack_cache_after_fork_child();
@@ -61,13 +77,69 @@ static void fork_child(void)
     ml_modules_after_fork_child();
     ml_rebind_after_fork_child();
     ml_dumper_after_fork_child();
+    ml_attach_after_fork_child();
     ml_self.busy--;
+}
+
+bool ml_start(bool attached)
+{
+    /* first: what follows may already have something to say on it */
+    ml_status_open(ML_STATUS_TRACKING | (attached ? ML_STATUS_ATTACHED : 0));
+    ml_modules_init();
+    if (!ml_ledger_init(ml_config.stacks)) {
+        ml_warn("cannot map the stack store (%u stacks): %s; tracking is off", ml_config.stacks,
+                strerror(errno));
+        if (!attached)
+            ml_dumper_guard_signal();
+        atomic_store(&ml_state, ML_DISABLED);
+        ml_status_flags(0, ML_STATUS_TRACKING);
+        return false;
+    }
+    ml_addrtab_register(&ml_heap_addrs, "heap");
+    ml_sample_rate = ml_config.sample_bytes;
+    if (!ml_track_init())
+        ml_warn("cannot map the sampling filter; tracking every allocation instead");
+    ml_capture_init();
+    ml_track_set_stack_fn(ml_capture_stack);
+#ifdef ML_WITH_CUDA
+    if (!attached) /* attach sees no CUDA: the runtime fetched its entry points long ago */
+        ml_cuda_init();
+#endif
+    if (attached)
+        ml_python_init_running();
+    else
+        ml_python_init();
+    ml_modules_sync(true);
+    ml_rebind_init(); /* libraries whose malloc bypasses the hooks (RTLD_DEEPBIND) */
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    /* the store collects itself on the dumper thread, when asked */
+    ml_ledger_set_collect_waker(ml_dumper_wake);
+    ml_dumper_add_service(collect, true);
+    ml_modfile_init();
+    ml_dumper_start();
+    return true;
+}
+
+/* True when this library was loaded into a process already running (by
+ * `memledger attach`): the program's malloc is another object's, and
+ * LD_PRELOAD does not name memledger. Preloaded or linked, the first
+ * malloc in the process's scope is memledger's. */
+static bool loaded_late(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "libmemledger"))
+        return false;
+    Dl_info first, self;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    return m && dladdr(m, &first) && dladdr((void *)ml_start, &self) && first.dli_fbase != self.dli_fbase;
 }
 
 __attribute__((constructor(102))) static void ml_init(void)
 {
     ml_real_resolve();
     ml_sigchain_init();
+    if (loaded_late())
+        return; /* memledger_attach starts it (attach.c) */
     int expected = ML_OFF;
     if (!atomic_compare_exchange_strong(&ml_state, &expected, ML_STARTING))
         return;
@@ -84,34 +156,8 @@ __attribute__((constructor(102))) static void ml_init(void)
         ml_self.busy--;
         return;
     }
-    ml_modules_init();
-    if (!ml_ledger_init(ml_config.stacks)) {
-        ml_warn("cannot map the stack store (%u stacks): %s; tracking is off", ml_config.stacks,
-                strerror(errno));
-        ml_dumper_guard_signal();
-        atomic_store(&ml_state, ML_DISABLED);
-        ml_self.busy--;
-        return;
-    }
-    ml_addrtab_register(&ml_heap_addrs, "heap");
-    ml_sample_rate = ml_config.sample_bytes;
-    if (!ml_track_init())
-        ml_warn("cannot map the sampling filter; tracking every allocation instead");
-    ml_capture_init();
-    ml_track_set_stack_fn(ml_capture_stack);
-#ifdef ML_WITH_CUDA
-    ml_cuda_init();
-#endif
-    ml_python_init();
-    ml_modules_sync(true);
-    ml_rebind_init(); /* libraries whose malloc bypasses the hooks (RTLD_DEEPBIND) */
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    /* the store collects itself on the dumper thread, when asked */
-    ml_ledger_set_collect_waker(ml_dumper_wake);
-    ml_dumper_add_service(collect, true);
-    ml_modfile_init();
-    ml_dumper_start();
-    atomic_store(&ml_state, ML_ACTIVE);
+    if (ml_start(false))
+        atomic_store(&ml_state, ML_ACTIVE);
     ml_self.busy--;
 }
 

@@ -75,6 +75,7 @@
 #include <elf.h>
 #include <link.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -508,6 +509,22 @@ static bool scan_begin(void) { return !atomic_exchange_explicit(&scanning, 1, me
 
 static void scan_end(void) { atomic_store_explicit(&scanning, 0, memory_order_release); }
 
+/* The dumper thread is scanning (sync_all): the program must not call
+ * into the new library before its slots are redirected, so the scan is
+ * waited for and then taken over, but for 100 ms at most: that thread may
+ * be waiting for the loader's lock, which this one holds when it is inside
+ * a dlopen (a constructor looking a symbol up). True once it is ours. */
+static bool wait_scan(void)
+{
+    for (int i = 0; i < 4000; i++) {
+        struct timespec t = {0, 25000};
+        nanosleep(&t, NULL);
+        if (scan_begin())
+            return true;
+    }
+    return false;
+}
+
 /* From a lookup in `handle`, on the program's thread, which may be inside
  * a dlopen (a constructor looking a symbol up): the loader is not asked to
  * open anything. The handle's module and the modules loaded with it that
@@ -523,8 +540,12 @@ static bool sync_handle(void *handle)
     dl_iterate_phdr(adds_cb, &adds);
     if (adds == last_adds)
         return true;
-    if (!scan_begin())
+    if (!scan_begin() && !wait_scan())
         return false;
+    if (adds == last_adds) { /* the dumper thread's scan took them all */
+        scan_end();
+        return true;
+    }
     listing_t l = list_modules();
     bool others = l.more;
     for (unsigned i = 0; i < l.n; i++)

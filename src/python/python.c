@@ -22,7 +22,15 @@
  * it). A return address there is an eval frame too, so the .cold part is
  * found from the code itself: the hot part's near jumps that land outside
  * it land, hundreds of times, inside one other unwind-table entry (FDE) —
- * that entry is the cold part. */
+ * that entry is the cold part.
+ *
+ * Attached (`memledger attach`): the interpreter is running, and Python
+ * calls its allocators under the GIL, so they are swapped holding the GIL:
+ * the one place memledger takes it, on the dumper thread (never on the
+ * thread the attach borrowed, which may itself wait for the GIL). MEM and
+ * OBJ are wrapped as they are (pymalloc, or whatever was put there); RAW
+ * is malloc, which the rewritten slots already lead to memledger. Blocks
+ * the interpreter made before pass through our free hooks unknown. */
 #include "python/python.h"
 #include "core/ledger.h"
 #include "unwind/capture.h"
@@ -36,6 +44,7 @@
 #include "python/pystacks.h"
 #include "python/pyversions.h"
 #include "snapshot/snapshot_write.h"
+#include "snapshot/status.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -47,6 +56,7 @@
 #include <libunwind.h>
 
 enum { ST_NONE, ST_ATTACHING, ST_ATTACHED };
+enum { RUN_IDLE, RUN_HOOK, RUN_UNHOOK }; /* what `memledger attach`/`detach` left for the dumper */
 
 static struct {
     _Atomic int state;
@@ -64,6 +74,8 @@ static struct {
     ml_pylayout_t layout;
     ml_pyframes_conf_t conf;
     uintptr_t bias;               /* load bias of the module with the eval loop */
+    _Atomic int running;          /* RUN_*: work for the dumper thread, with the GIL */
+    void (*set_allocator)(int, const ml_pymem_alloc_t *);
 } py;
 
 static const char *const domain_names[ML_PYMEM_DOMAINS] = {"raw", "mem", "obj"};
@@ -248,6 +260,7 @@ static bool attach(void *h, bool at_start)
     const char *(*version)(void) = (const char *(*)(void))sym(h, "Py_GetVersion");
     if (!set || !get || !version)
         return false;
+    py.set_allocator = (void (*)(int, const ml_pymem_alloc_t *))set;
     int expect = ST_NONE;
     if (!atomic_compare_exchange_strong(&py.state, &expect, ST_ATTACHING))
         return true;
@@ -315,6 +328,115 @@ void ml_python_service(void)
     void *h = dlopen(path, RTLD_NOLOAD | RTLD_LAZY);
     if (!h || !attach(h, false))
         atomic_store(&py.pending, NULL); /* not an interpreter after all */
+}
+
+/* ---- a running interpreter (memledger attach) ---- */
+
+typedef int (*gil_ensure_fn)(void);
+typedef void (*gil_release_fn)(int);
+
+static void say(int state, const char *fmt, const char *a, const char *b)
+{
+    char note[ML_STATUS_NOTE_MAX];
+    ml_fmt(note, sizeof note, fmt, a, b);
+    ml_status_python(state, note);
+}
+
+/* Runs `fn` holding the GIL; false (with the reason in the status page)
+ * when the interpreter is not in a state to give it. */
+static bool with_gil(void (*fn)(void))
+{
+    int (*is_init)(void) = (int (*)(void))sym(RTLD_DEFAULT, "Py_IsInitialized");
+    int (*fin)(void) = (int (*)(void))sym(RTLD_DEFAULT, "Py_IsFinalizing");
+    if (!fin)
+        fin = (int (*)(void))sym(RTLD_DEFAULT, "_Py_IsFinalizing");
+    gil_ensure_fn ensure = (gil_ensure_fn)sym(RTLD_DEFAULT, "PyGILState_Ensure");
+    gil_release_fn release = (gil_release_fn)sym(RTLD_DEFAULT, "PyGILState_Release");
+    if (!is_init || !ensure || !release) {
+        say(ML_STATUS_PY_FAILED, "the interpreter exports no PyGILState_Ensure%s%s", "", "");
+        return false;
+    }
+    if (!is_init()) { /* an embedder that has not started it yet: as at a late load */
+        fn();
+        return true;
+    }
+    /* a thread that asks for the GIL while the interpreter finalizes is
+     * ended there: the dumper must not be */
+    if (fin && fin()) {
+        say(ML_STATUS_PY_FAILED, "the interpreter is shutting down%s%s", "", "");
+        return false;
+    }
+    int g = ensure();
+    fn();
+    release(g);
+    return true;
+}
+
+static void hook_running(void)
+{
+    if (!attach(RTLD_DEFAULT, false))
+        say(ML_STATUS_PY_FAILED, "the interpreter exports no PyMem_SetAllocator%s%s", "", "");
+}
+
+static void unhook_running(void)
+{
+    /* only where ours is still on top: a layer put over it since
+     * (tracemalloc) keeps calling it, and it passes straight through */
+    for (int d = 0; d < ML_PYMEM_DOMAINS; d++) {
+        ml_pymem_alloc_t a;
+        if (!(py.hooked & (1u << d)) || !py.get_allocator)
+            continue;
+        py.get_allocator(d, &a);
+        if (ml_pymem_is_hook(d, &a)) {
+            py.set_allocator(d, &ml_pymem_next[d]);
+            py.hooked &= ~(1u << d);
+        }
+    }
+}
+
+static bool service_running(void)
+{
+    int what = atomic_exchange(&py.running, RUN_IDLE);
+    if (what == RUN_HOOK && with_gil(hook_running) && atomic_load(&py.state) == ST_ATTACHED) {
+        char doms[32];
+        ml_fmt(doms, sizeof doms, "%s%s", py.hooked & (1u << ML_PYMEM_MEM) ? "mem " : "",
+               py.hooked & (1u << ML_PYMEM_OBJ) ? "obj" : "");
+        char frames[200];
+        ml_fmt(frames, sizeof frames, "%s%s", py.frames ? "on" : "off: ", py.frames ? "" : py.why_not);
+        char note[ML_STATUS_NOTE_MAX];
+        ml_fmt(note, sizeof note, "Python %s: PyMem hooks on %s, frames %s", py.version, doms, frames);
+        ml_status_python(py.hooked ? ML_STATUS_PY_HOOKED : ML_STATUS_PY_FAILED,
+                         py.hooked ? note : "the PyMem hooks could not go in");
+    } else if (what == RUN_UNHOOK) {
+        with_gil(unhook_running);
+    }
+    return false;
+}
+
+void ml_python_init_running(void)
+{
+    if (!ml_config.python) {
+        ml_status_python(ML_STATUS_PY_NONE, "MEMLEDGER_PYTHON=0: native allocations only");
+        return;
+    }
+    if (!sym(RTLD_DEFAULT, "PyMem_SetAllocator")) {
+        ml_status_python(ML_STATUS_PY_NONE, "not a Python process: native allocations only");
+        ml_dumper_add_service(service, false); /* an embedder may still load one */
+        ml_modules_set_observer(observe);
+        return;
+    }
+    ml_status_python(ML_STATUS_PY_PENDING, "waiting for the GIL");
+    atomic_store(&py.running, RUN_HOOK);
+    ml_dumper_add_service(service_running, false);
+    ml_dumper_wake();
+}
+
+void ml_python_detach(void)
+{
+    if (!py.hooked)
+        return;
+    atomic_store(&py.running, RUN_UNHOOK);
+    ml_dumper_wake();
 }
 
 /* ---- the header lines (docs/format.md, docs/python.md) ---- */

@@ -1,8 +1,10 @@
 /* dumper.c — the snapshot triggers and the dumper thread (see dumper.h).
  *
  * The signal handler is async-signal-safe by construction: it bumps an
- * atomic request counter, writes 8 bytes to an eventfd, and chains to the
- * program's previous handler. The dumper thread sleeps in poll() on that
+ * atomic request counter (and the status page's), writes 8 bytes to an
+ * eventfd, and chains to the program's previous handler, unless the
+ * request carries memledger's mark (common/status.h): those are
+ * memledger's own and the program never sees them. The dumper thread sleeps in poll() on that
  * eventfd (with the interval as timeout), and after each snapshot checks
  * whether new requests came in while it was writing, so every signal is
  * followed by a snapshot that started after it, however many arrive.
@@ -32,6 +34,7 @@
 #include "common/io.h"
 #include "snapshot/modfile.h"
 #include "snapshot/sigchain.h"
+#include "snapshot/status.h"
 #include "snapshot/snapshot_write.h"
 #include "snapshot/symbolize.h"
 #include "core/thread.h"
@@ -116,10 +119,18 @@ static void tell_late(int sig)
                 "it was not written", sig);
 }
 
+/* A request `memledger snapshot` sent (sigqueue with memledger's mark),
+ * not a signal the program or a person sent. */
+static bool marked(const siginfo_t *info)
+{
+    return info && info->si_code == SI_QUEUE && (uintptr_t)info->si_value.sival_ptr == ML_REQUEST_MARK;
+}
+
 static void handler(int sig, siginfo_t *info, void *uctx)
 {
     int saved = errno;
     atomic_fetch_add(&requests, 1);
+    ml_status_request();
     uint64_t one = 1;
     if (wake_fd >= 0) {
         ssize_t w = write(wake_fd, &one, sizeof one);
@@ -128,8 +139,11 @@ static void handler(int sig, siginfo_t *info, void *uctx)
             tell_late(sig);
     }
     errno = saved;
-    /* the program's own handler still runs (gunicorn uses SIGUSR2) */
-    ml_sigchain_call(sig, info, uctx);
+    /* The program's own handler runs for any other sender (gunicorn uses
+     * SIGUSR2), never for memledger's request: gunicorn's master would
+     * re-execute itself for each snapshot. */
+    if (!marked(info))
+        ml_sigchain_call(sig, info, uctx);
 }
 
 /* Writes one snapshot; the caller holds dump_lock. A full disk shows up as
@@ -138,6 +152,7 @@ static void handler(int sig, siginfo_t *info, void *uctx)
  * taken back before the mask is restored. */
 static int write_locked(const char *trigger, char *path_out, size_t cap)
 {
+    uint64_t covered = ml_status_requests(); /* the requests this snapshot answers */
     sigset_t xfsz, old;
     sigemptyset(&xfsz);
     sigaddset(&xfsz, SIGXFSZ);
@@ -145,7 +160,9 @@ static int write_locked(const char *trigger, char *path_out, size_t cap)
     unsigned n = atomic_fetch_add(&seq, 1) + 1;
     atomic_store(&writing_trigger, trigger);
     atomic_store(&writing_seq, n);
-    int err = ml_snapshot_write(ml_config.dir, getpid(), n, trigger, path_out, cap);
+    int err = ml_snapshot_write(ml_config.dir, getpid(), &n, trigger, path_out, cap);
+    for (unsigned cur = atomic_load(&seq); n > cur && !atomic_compare_exchange_weak(&seq, &cur, n);)
+        ; /* the file took a later number (docs/format.md): the next one follows it */
     atomic_store(&writing_seq, 0);
     ml_modfile_sweep(); /* the files of unloaded modules it opened to name frames */
     if (err == EFBIG) {
@@ -157,6 +174,7 @@ static int write_locked(const char *trigger, char *path_out, size_t cap)
     static int last_err;
     if (err == ECANCELED) /* the exit path gave up on it, and said so */
         return err;
+    ml_status_done(covered, n, err); /* the outcome, for `memledger snapshot` to read from outside */
     if (err && err != last_err) /* one line per kind of failure, not per snapshot */
         ml_warn("cannot write snapshot %u into %s (MEMLEDGER_DIR): %s; the program runs on", n,
                 ml_config.dir, strerror(err));

@@ -1,7 +1,8 @@
 /* dumper.h — when snapshots get written: on the signal, on an interval, at
  * exit, on request through the API; and keeping that working across fork.
  * Owns: the signal handler (which only wakes the dumper thread and chains
- * to the handler the program had), the dumper thread, sequence numbers.
+ * to the handler the program had, except for memledger's own marked
+ * requests, common/status.h), the dumper thread, sequence numbers.
  * Must never write a snapshot from the signal handler. */
 #ifndef ML_DUMPER_H
 #define ML_DUMPER_H

@@ -69,6 +69,16 @@ static void view_set(const struct sigaction *sa)
     atomic_store_explicit(&view_cur, i, memory_order_release);
 }
 
+void ml_sigchain_release(int sig)
+{
+    if (!ml_sigchain_owns(sig))
+        return;
+    struct sigaction a;
+    view_get(&a);
+    atomic_store_explicit(&owned_sig, 0, memory_order_release);
+    ml_sigaction_next(sig, &a, NULL);
+}
+
 void ml_sigchain_swap(int sig, const struct sigaction *act, struct sigaction *oact)
 {
     (void)sig;

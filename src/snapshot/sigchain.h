@@ -24,6 +24,10 @@ int ml_sigaction_next(int sig, const struct sigaction *act, struct sigaction *oa
 /* From now on answers for `sig`, with `prev` as the program's disposition. */
 void ml_sigchain_own(int sig, const struct sigaction *prev);
 
+/* Gives `sig` back: the program's disposition goes into the kernel, and
+ * sigaction answers for it from the kernel again (`memledger detach`). */
+void ml_sigchain_release(int sig);
+
 /* True when sig is the one answered for here. */
 bool ml_sigchain_owns(int sig);
 

@@ -761,9 +761,10 @@ static int rename_noreplace(int dfd, const char *tmp, pid_t pid, unsigned *seq, 
     return EEXIST;
 }
 
-int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger, char *path_out, size_t cap)
+int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seqp, const char *trigger, char *path_out, size_t cap)
 {
     char tmp[128], final[128];
+    unsigned seq = *seqp;
     unsigned above = highest_seq(dir, pid); /* an earlier process's snapshots: never overwritten */
     if (seq <= above)
         seq = above + 1;
@@ -811,6 +812,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
         else if (!err && path_out)
             ml_fmt(path_out, cap, "%s/%s", dir, final);
     }
+    *seqp = seq;
     if (dfd >= 0)
         close(dfd);
     if (!err)

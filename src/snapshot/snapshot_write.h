@@ -14,10 +14,11 @@
 /* Writes <dir>/memledger.<pid>.<seq>.snap. Returns 0, or an errno value
  * (the temporary file is removed on failure; ECANCELED when
  * ml_snapshot_discard_temp took it away). The final path goes to path_out
- * when it is not NULL. On the way, now and then (at most once a minute), it
+ * when it is not NULL, and the number the file took to *seq (past every
+ * snapshot of pid already in dir: docs/format.md). On the way, now and then (at most once a minute), it
  * removes the temporary files that dead processes left in `dir` (see
  * snapshot_write.c, "Stale temporary files"). */
-int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trigger,
+int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seq, const char *trigger,
                       char *path_out, size_t cap);
 
 /* The folders above (unwind, Python, CUDA) add header lines with this;

@@ -33,6 +33,15 @@ callbacks = []   # closures kept, each holding a buffer
 kv_cache = {}    # per-request key/value blocks, never evicted
 gc.disable()     # and self-referencing dicts pile up
 served = 0
+# with several workers, /stats answers from whichever one accepts: each
+# worker also keeps its count in SERVICE_STATS_DIR/served.PID when set
+STATS_DIR = os.environ.get("SERVICE_STATS_DIR")
+
+
+def count_served():
+    if STATS_DIR:
+        with open(os.path.join(STATS_DIR, "served.%d" % os.getpid()), "w") as f:
+            f.write(str(served))
 
 
 def make_callback(n):
@@ -56,6 +65,7 @@ def work():
     cycle["self"] = cycle
     libc.malloc(LEAK_BYTES)  # LEAK:ctypes
     served += 1
+    count_served()
     return jsonify(request=rid, score=float(y.sum()) + len(scratch))
 
 
