@@ -19,6 +19,7 @@
 #include "core/quiesce.h"
 #include "core/modules.h"
 #include "python/python.h"
+#include "python/why.h"
 #include "core/real.h"
 #include "snapshot/sigchain.h"
 #include "unwind/stack_cache.h"
@@ -57,6 +58,7 @@ static void fork_child(void)
     ml_unwind_rules_after_fork_child();
     ml_modules_after_fork_child();
     ml_dumper_after_fork_child();
+    ml_why_after_fork_child();
     ml_self.busy--;
 }
 
@@ -99,6 +101,7 @@ __attribute__((constructor(102))) static void ml_init(void)
     ml_cuda_init();
 #endif
     ml_python_init();
+    ml_why_init();
     ml_modules_sync(true);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     /* the store collects itself on the dumper thread, when asked */
