@@ -9,5 +9,6 @@ int cmd_top(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_why(int argc, char **argv);
 
 #endif

@@ -274,7 +274,9 @@ static uint32_t *map_leaves(ml_stackset_t *set, const ml_snapshot_t *snap, const
     return leaf;
 }
 
-int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
+int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap) { return ml_stackset_add_mapped(set, snap, NULL); }
+
+int ml_stackset_add_mapped(ml_stackset_t *set, const ml_snapshot_t *snap, uint32_t *uids)
 {
     if (!ML_GROW(set->values, set->values_cap, set->nsnaps + 1))
         return -1;
@@ -309,6 +311,8 @@ int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
             free(leaf);
             return -1;
         }
+        if (uids)
+            uids[i] = uid - 1;
         ml_sval_t *v = &sv->v[uid - 1];
         v->present = true;
         v->live_bytes = ml_sat_add(v->live_bytes, st->live_bytes);
