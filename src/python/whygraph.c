@@ -1009,17 +1009,22 @@ static uintptr_t gen_head(uintptr_t gc, int g)
     return gc + (g < 3 ? ML_PYW_GC_GEN0 + (uintptr_t)g * ML_PYW_GC_GEN_STRIDE : ML_PYW_GC_PERMANENT);
 }
 
-static uint64_t count_tracked(uintptr_t gc)
+/* How many objects gc tracks; false when the limit passed first. */
+static bool count_tracked(uintptr_t gc, uint64_t *n)
 {
-    uint64_t n = 0;
+    *n = 0;
     for (int g = 0; g < 4; g++) {
         uintptr_t head = gen_head(gc, g);
-        for (uintptr_t p = rd(head, 0) & ~(uintptr_t)3; p && p != head && n <= MAX_OBJECTS; p = rd(p, 0) & ~(uintptr_t)3)
-            n++;
+        for (uintptr_t p = rd(head, 0) & ~(uintptr_t)3; p && p != head && *n <= MAX_OBJECTS;
+             p = rd(p, 0) & ~(uintptr_t)3)
+            if (!(++*n & 65535) && past_limit())
+                return false;
     }
-    return n;
+    return true;
 }
 
+/* The index of the n tracked objects; false when out of memory or past
+ * the limit (`over` says which). */
 static bool build_index(uintptr_t gc, uint64_t n)
 {
     G.cap = n + n / 2 + 4096; /* room for untracked containers met on the way */
@@ -1046,6 +1051,8 @@ static bool build_index(uintptr_t gc, uint64_t n)
             G.addr[G.n] = o;
             G.parent[G.n] = NONE;
             G.slot[j] = ++G.n;
+            if (!(G.n & 65535) && past_limit())
+                return false;
         }
     }
     G.tracked = G.n;
@@ -1189,12 +1196,20 @@ void ml_whygraph_run(const ml_why_heap_t *h, ml_why_path_t *paths, uint64_t max_
     st->gc_enabled = *(const int *)(gc + (uintptr_t)A.L->gc_enabled);
     for (int k = 0; k < 3; k++)
         st->gc_count[k] = *(const int *)(gc + (uintptr_t)(A.L->gc_count0 + k * A.L->gc_stride));
-    uint64_t n = count_tracked(gc);
+    uint64_t n;
+    bool counted = count_tracked(gc, &n);
     st->objects = n;
-    if (n > MAX_OBJECTS) {
+    if (!counted) {
+        ml_fmt(st->stopped, sizeof st->stopped, "stopped listing the objects gc tracks (pause limit %llu ms) after %llu",
+               (unsigned long long)(max_pause_ns / 1000000), (unsigned long long)n);
+    } else if (n > MAX_OBJECTS) {
         ml_fmt(st->stopped, sizeof st->stopped, "more than %u objects tracked: not searched", MAX_OBJECTS);
     } else if (!build_index(gc, n)) {
-        ml_fmt(st->stopped, sizeof st->stopped, "cannot map memory to index %llu objects", (unsigned long long)n);
+        if (over)
+            ml_fmt(st->stopped, sizeof st->stopped, "stopped indexing the objects gc tracks (pause limit %llu ms) "
+                   "after %u of %llu", (unsigned long long)(max_pause_ns / 1000000), G.n, (unsigned long long)n);
+        else
+            ml_fmt(st->stopped, sizeof st->stopped, "cannot map memory to index %llu objects", (unsigned long long)n);
     } else {
         nroots = 0;
         search(st, max_pause_ns);
