@@ -326,7 +326,10 @@ static void path_text(const ml_why_result_t *r, const ml_why_rsample_t *s, str_t
     } else if (is_(s->kind, "external") || is_(s->kind, "unreachable")) {
         sadd(b, "<%s object>", s->type ? s->type : "?");
     } else if (is_(s->kind, "native")) {
-        sadd(b, "native global %s+0x%lx in %s", s->b ? s->b : "?", (unsigned long)s->line, s->a ? s->a : "?");
+        if (s->b)
+            sadd(b, "native global %s+0x%lx in %s", s->b, (unsigned long)s->line, s->a ? s->a : "?");
+        else
+            sadd(b, "native global at +0x%lx in %s", (unsigned long)s->line, s->a ? s->a : "?");
     } else if (is_(s->kind, "none")) {
         sadd(b, s->nhops ? "(no root found)" : "nothing");
     } else {
@@ -398,12 +401,15 @@ static void text_report(const args_t *a, const ml_stackset_t *set, const ml_snap
                "%d)\n",
                r->py_version, r->objects, r->visited, r->gc_enabled ? "enabled" : "disabled", r->gc_count[0],
                r->gc_count[1], r->gc_count[2]);
-    printf("paused the program's Python threads %.1f ms (waited %.1f ms for the GIL); the search took %.1f ms, "
-           "%.1f ms of it scanning native memory without pausing\n",
-           (double)r->pause_us / 1000.0, (double)r->gil_wait_us / 1000.0, (double)r->run_us / 1000.0,
-           (double)r->scan_us / 1000.0);
-    if (!r->searched)
-        printf("Python objects not searched: %s\n", r->why_not ? r->why_not : "no interpreter");
+    if (r->searched)
+        printf("paused the program's Python threads %.1f ms (waited %.1f ms for the GIL); the search took %.1f ms, "
+               "%.1f ms of it scanning native memory without pausing\n",
+               (double)r->pause_us / 1000.0, (double)r->gil_wait_us / 1000.0, (double)r->run_us / 1000.0,
+               (double)r->scan_us / 1000.0);
+    else
+        printf("the search took %.1f ms, scanning native memory without pausing the program; Python objects not "
+               "searched: %s\n",
+               (double)r->run_us / 1000.0, r->why_not ? r->why_not : "no interpreter");
     for (size_t i = 0; i < r->nstopped; i++)
         printf("note: %s\n", r->stopped[i]);
     if (!npicks)
