@@ -73,8 +73,12 @@ static void name_of(char *out, size_t cap, const char *what, long seq)
         ml_fmt(out, cap, "memledger.%d.%s", (int)getpid(), what);
 }
 
-static bool want(void)
+/* A request waits (never at exit: the process is going, and a search
+ * thread started now would race its teardown). */
+static bool want(const char *trigger)
 {
+    if (strcmp(trigger, "exit") == 0)
+        return false;
     char name[96];
     name_of(name, sizeof name, ML_WHY_REQUEST_SUFFIX, -1);
     int dfd = open(ml_config.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

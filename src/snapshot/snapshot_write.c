@@ -541,9 +541,9 @@ static int write_file(int fd, pid_t pid, unsigned seq, const char *trigger, cons
 }
 
 /* Hands the written records' stack ids to the observer, if it wants them. */
-static void tell_ids(unsigned seq, const plan_t *p)
+static void tell_ids(unsigned seq, const char *trigger, const plan_t *p)
 {
-    if (!ids_fn || !ids_want || !ids_want())
+    if (!ids_fn || !ids_want || !ids_want(trigger))
         return;
     uint32_t *ids = malloc(p->nrows * sizeof *ids + 1);
     if (!ids)
@@ -593,7 +593,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned seq, const char *trig
         close(dfd);
     if (!err) {
         remember_live(&p);
-        tell_ids(seq, &p);
+        tell_ids(seq, trigger, &p);
     }
     plan_free(&p);
     if (err)
