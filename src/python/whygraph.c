@@ -796,13 +796,17 @@ static void name_edge(uintptr_t o, uintptr_t c, ml_why_hop_t *h)
         hop_set(h, t, "attribute", buf);
         return;
     }
-    /* a field of the object itself: named when the type declares it */
-    int64_t n = rdi(o, ML_PYW_OB_SIZE);
-    int64_t size = rdi(t, ML_PYW_TP_BASICSIZE) + (rdi(t, ML_PYW_TP_ITEMSIZE) ? (n < 0 ? -n : n) * rdi(t, ML_PYW_TP_ITEMSIZE) : 0);
-    if (size > 4096)
-        size = 4096;
+    /* a field of the object itself: named when the type declares it. Its
+     * size is the type's word, read safely: a var-sized type's ob_size is
+     * not always a count of items */
+    static uint64_t words[4096 / 8];
+    int64_t n = rdi(o, ML_PYW_OB_SIZE), item = rdi(t, ML_PYW_TP_ITEMSIZE);
+    int64_t size = rdi(t, ML_PYW_TP_BASICSIZE) + (item ? (n < 0 ? -n : n) * item : 0);
+    size = (size > (int64_t)sizeof words ? (int64_t)sizeof words : size) & ~(int64_t)7;
+    while (size > 16 && !ml_why_read(o, words, (size_t)size))
+        size /= 2; /* past a mapping's end: what is there is enough */
     for (int64_t off = 16; off + 8 <= size; off += 8) {
-        if (rd(o, off) != c)
+        if (words[off / 8] != c)
             continue;
         if (member_at(t, off, buf, sizeof buf)) {
             hop_set(h, t, "attribute", buf);
@@ -1132,11 +1136,17 @@ static void resolve(ml_why_path_t *paths)
         if (pick != NONE) {
             make_path(pick, chain, p);
         } else if (C.own[s] != NONE && C.gc[C.own[s]] == NONE && !over) {
-            /* an untracked object no tracked object refers to */
+            /* an untracked object no tracked object refers to; nothing
+             * visited it, so it is read safely (it only looked like one) */
+            uint64_t t = 0, name = 0;
+            char tn[64] = "?";
+            if (ml_why_read(C.obj[C.own[s]] + ML_PY_OB_TYPE, &t, 8) && ml_why_read(t + ML_PYW_TP_NAME, &name, 8) &&
+                name && ml_why_read(name, tn, sizeof tn - 1))
+                tn[strnlen(tn, sizeof tn - 1)] = '\0';
             p->kind = ML_WHY_ROOT_EXTERNAL;
             p->node = C.node[C.own[s]];
-            type_name(type_of(C.obj[C.own[s]]), p->object, sizeof p->object);
-            ml_fmt(p->type, sizeof p->type, "%s", p->object);
+            ml_fmt(p->object, sizeof p->object, "%s", tn);
+            ml_fmt(p->type, sizeof p->type, "%s", tn);
         }
     }
 }
