@@ -192,17 +192,38 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Waits until path exists (want = true) or is gone; false on timeout, on
- * Ctrl-C, or when the process ends. */
-static bool wait_for(const char *path, bool want, uint64_t timeout_ms, long pid)
+/* Whether process pid has ended (gone, or a zombie not yet reaped). */
+static bool ended(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close = strrchr(buf, ')');
+    return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
+}
+
+/* Waits until path exists (want = true) or is gone. Returns 0, or 1 on
+ * timeout, 2 on Ctrl-C, 3 when the process ended. */
+static int wait_for(const char *path, bool want, uint64_t timeout_ms, long pid)
 {
     uint64_t end = now_ms() + timeout_ms;
-    for (;;) {
+    for (unsigned i = 0;; i++) {
         struct stat st;
         if ((lstat(path, &st) == 0) == want)
-            return true;
-        if (stop || now_ms() > end || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
-            return false;
+            return 0;
+        if (stop)
+            return 2;
+        if (now_ms() > end)
+            return 1;
+        if (!(i % 10) && ended(pid))
+            return 3;
         struct timespec step = {0, 10 * 1000 * 1000};
         nanosleep(&step, NULL);
     }
@@ -645,7 +666,7 @@ int cmd_why(int argc, char **argv)
         goto out;
     }
     /* the process takes the request once its snapshot is written */
-    if (!wait_for(path, false, 5000, a.pid)) {
+    if (wait_for(path, false, 5000, a.pid) != 0) {
         unlink(path);
         cli_error("process %ld did not take the request (its libmemledger.so may predate `memledger why`, or "
                   "its MEMLEDGER_DIR is not %s)", a.pid, t.dir);
@@ -679,12 +700,15 @@ int cmd_why(int argc, char **argv)
         goto out;
     }
     snprintf(path, sizeof path, "%s/memledger.%ld.%ld.%s", t.dir, a.pid, head->seq, ML_WHY_RESULT_SUFFIX);
-    if (!wait_for(path, true, a.time_limit_ms + 30000, a.pid)) {
+    int waited = wait_for(path, true, a.time_limit_ms + 30000, a.pid);
+    if (waited != 0) {
         char sp[sizeof path + 64];
         snprintf(sp, sizeof sp, "%s/%s", t.dir, name);
         unlink(sp);
-        if (stop)
+        if (waited == 2)
             cli_error("interrupted while process %ld searched", a.pid);
+        else if (waited == 3)
+            cli_error("process %ld ended before it answered", a.pid);
         else
             cli_error("no answer from process %ld within %llu ms", a.pid,
                       (unsigned long long)(a.time_limit_ms + 30000));

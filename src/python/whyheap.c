@@ -525,7 +525,8 @@ static bool all_blocks(blocks_t *b)
             ok = false;
             break;
         }
-        memcpy(b->e + b->n, buf, m * sizeof *buf);
+        if (m)
+            memcpy(b->e + b->n, buf, m * sizeof *buf);
         b->n += m;
     }
     if (buf)
