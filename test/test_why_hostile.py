@@ -1,8 +1,8 @@
 """`memledger why` on hostile objects (programs/py_why_hostile.py under
 Debian's python3, default settings, gc disabled, a million live objects):
-dict keys whose __hash__ blocks and whose __eq__, __repr__ and
-__getattribute__ raise, a dict subclass whose __iter__, keys and
-__getitem__ raise, a leak at the end of a 10,000-hop chain, and an
+dict keys whose __hash__ and __repr__ block and whose __eq__ and
+__getattribute__ raise, a dict subclass whose __iter__, keys,
+__getitem__ and __repr__ raise, a leak at the end of a 10,000-hop chain, and an
 unreachable cycle that only a walk of every object can call unreachable.
   1. With a 30 ms pause limit the search stops cleanly: it says where it
      stopped, the pause stays near the limit, the answer is well formed.
@@ -10,8 +10,8 @@ unreachable cycle that only a walk of every object can call unreachable.
      (shown by type and address, never by repr), the chain (its middle left
      out, the count of hops exact), the cycle.
 Either way the program is unharmed: it runs on, no hostile method was
-called (the program records any call, and a call to __hash__ would block
-the search for an hour), and it prints what it always prints."""
+called (the program records any call, and a call to __hash__ or
+__repr__ would block the search for an hour), and it prints what it always prints."""
 import json
 import os
 import subprocess

@@ -460,7 +460,9 @@ static void text_report(const args_t *a, const ml_stackset_t *set, const ml_snap
         }
         printf("  kept alive by (%zu of %" PRIu64 " live block%s sampled):\n", ws->nsamples, ws->live_blocks,
                ws->live_blocks == 1 ? "" : "s");
-        if (!ws->nsamples)
+        if (!ws->nsamples && ml_domain_matches(p->domain, "cuda"))
+            printf("    (CUDA blocks are not sampled: their addresses are device memory)\n");
+        else if (!ws->nsamples)
             printf("    (no live block left: freed since the snapshot)\n");
         for (size_t k = 0; k < ws->nsamples; k++) {
             str_t b = {0};

@@ -10,8 +10,9 @@ requests then keeps:
   cycle    a bytearray in a self-referencing dict, then dropped (so a search
            must walk every object to call it unreachable)
 Once the requests are done it arms every hostile method: from then on
-__repr__, __eq__, __getattribute__ and the dict subclass's methods record
-the call and raise, and __hash__ records it and blocks for an hour. Then
+__eq__, __getattribute__ and the dict subclass's methods (__repr__ among
+them) record the call and raise, and the keys' __hash__ and __repr__
+record it and block for an hour. Then
 it prints "ready" and keeps running Python code until STOPFILE appears,
 and prints a summary that lists the hostile calls (there must be none:
 nothing may call them) and checks what it kept, touching no hostile
@@ -39,14 +40,18 @@ def hostile(what):
         raise RuntimeError("hostile %s called" % what)
 
 
+def block(what):
+    if armed:
+        calls.append(what)
+        time.sleep(3600)
+
+
 class Hostile:
     def __init__(self, i):
         self.i = i
 
     def __hash__(self):
-        if armed:
-            calls.append("__hash__")
-            time.sleep(3600)
+        block("__hash__")
         return 42
 
     def __eq__(self, other):
@@ -54,7 +59,7 @@ class Hostile:
         return self is other
 
     def __repr__(self):
-        hostile("__repr__")
+        block("__repr__")
         return "Hostile()"
 
     def __getattribute__(self, name):
