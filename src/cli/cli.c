@@ -19,6 +19,7 @@ static const struct {
     {"diff", cmd_diff, "show the stacks whose live memory grew between snapshots"},
     {"watch", cmd_watch, "snapshot a process every few seconds, show what keeps growing"},
     {"export", cmd_export, "write a snapshot, or its growth, as pprof, collapsed stacks or HTML"},
+    {"why", cmd_why, "show what keeps the blocks of the stacks that grew alive, from a root"},
 };
 
 static void help(FILE *out)

@@ -11,5 +11,6 @@ int cmd_export(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 int cmd_detach(int argc, char **argv);
+int cmd_why(int argc, char **argv);
 
 #endif

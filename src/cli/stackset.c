@@ -276,12 +276,9 @@ static uint32_t *map_leaves(ml_stackset_t *set, const ml_snapshot_t *snap, const
     return leaf;
 }
 
-int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap)
-{
-    return ml_stackset_add_into(set, snap, set->nsnaps);
-}
-
-int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si)
+/* Adds snap's stacks as snapshot si (an existing one, or the next);
+ * uids, when given, gets each record's stack number. */
+static int add(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si, uint32_t *uids)
 {
     if (si > set->nsnaps)
         return -1;
@@ -320,6 +317,8 @@ int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t s
             free(leaf);
             return -1;
         }
+        if (uids)
+            uids[i] = uid - 1;
         ml_sval_t *v = &sv->v[uid - 1];
         v->present = true;
         v->live_bytes = ml_sat_add(v->live_bytes, st->live_bytes);
@@ -330,6 +329,15 @@ int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t s
     free(leaf);
     return (int)si;
 }
+
+int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap) { return add(set, snap, set->nsnaps, NULL); }
+
+int ml_stackset_add_mapped(ml_stackset_t *set, const ml_snapshot_t *snap, uint32_t *uids)
+{
+    return add(set, snap, set->nsnaps, uids);
+}
+
+int ml_stackset_add_into(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si) { return add(set, snap, si, NULL); }
 
 size_t ml_stackset_nsnapshots(const ml_stackset_t *set) { return set->nsnaps; }
 size_t ml_stackset_nstacks(const ml_stackset_t *set) { return set->nstacks; }

@@ -53,6 +53,10 @@ void ml_stackset_free(ml_stackset_t *set);
 /* Adds a snapshot; the set copies what it needs, so the snapshot may be
  * freed afterwards. Returns its index, or -1 when out of memory. */
 int ml_stackset_add(ml_stackset_t *set, const ml_snapshot_t *snap);
+/* The same, and the uid of each of snap's stacks into uids[snap->nstacks]
+ * (several of a snapshot's stacks may have one uid: `memledger why` names a
+ * stack to the process by all of its places). */
+int ml_stackset_add_mapped(ml_stackset_t *set, const ml_snapshot_t *snap, uint32_t *uids);
 
 /* Adds a snapshot's figures into slot `slot` (an earlier snapshot's, or
  * nsnapshots for a new one): a slot so made is the sum of several

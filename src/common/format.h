@@ -26,4 +26,21 @@ enum ml_domain {
 
 #define ML_DOMAIN_NAMES { "malloc", "python", "cuda", "cuda.managed", "cuda.host", "cuda.vmm" }
 
+/* `memledger why` (docs/why.md): three files in the target's MEMLEDGER_DIR,
+ * each written under a temporary name and renamed, mode 0600.
+ *   memledger.<pid>.why-request   the CLI asks: the next snapshot starts a search
+ *   memledger.<pid>.<seq>.why-select  the CLI names the stacks of snapshot <seq>
+ *                                 (their places in it) to explain
+ *   memledger.<pid>.<seq>.why     the target's answer
+ * Each starts with its magic and ML_WHY_VERSION, tab-separated. */
+#define ML_WHY_VERSION        1
+#define ML_WHY_REQUEST_MAGIC  "memledger-why-request"
+#define ML_WHY_SELECT_MAGIC   "memledger-why-select"
+#define ML_WHY_RESULT_MAGIC   "memledger-why"
+#define ML_WHY_REQUEST_SUFFIX "why-request"
+#define ML_WHY_SELECT_SUFFIX  "why-select"
+#define ML_WHY_RESULT_SUFFIX  "why"
+#define ML_WHY_MAX_SAMPLES    16   /* blocks sampled per stack, at most */
+#define ML_WHY_MAX_STACKS     64   /* stacks one search explains, at most */
+
 #endif

@@ -198,6 +198,20 @@ bool ml_addrtab_find(ml_addrtab_t *t, uint64_t addr, uint32_t *id, uint64_t *siz
     return lookup(t, addr, id, size, false);
 }
 
+size_t ml_addrtab_copy_shard(ml_addrtab_t *t, unsigned shard, ml_addr_entry_t *out, size_t cap)
+{
+    ml_addr_shard_t *s = &t->shard[shard % ML_ADDR_SHARDS];
+    size_t n = 0;
+    lock(&s->lock);
+    uint64_t slots = s->log2cap ? (uint64_t)1 << s->log2cap : 0;
+    for (uint64_t i = 0; i < slots && n < cap; i++)
+        if (s->e[i].key != EMPTY && s->e[i].key != TOMB)
+            out[n++] = s->e[i];
+    size_t used = (size_t)s->used;
+    unlock(&s->lock);
+    return used > n ? used : n;
+}
+
 void ml_addrtab_stats(ml_addrtab_stats_t *st)
 {
     st->entries = st->bytes = st->replaced = st->nomem = 0;

@@ -71,6 +71,13 @@ bool ml_addrtab_remove(ml_addrtab_t *t, uint64_t addr, uint32_t *id, uint64_t *s
 /* Looks addr up without removing it. */
 bool ml_addrtab_find(ml_addrtab_t *t, uint64_t addr, uint32_t *id, uint64_t *size);
 
+/* Copies the live records of one shard (0 .. ML_ADDR_SHARDS-1) into
+ * out[cap], under the shard's lock, and returns how many the shard holds:
+ * when that is more than cap, only cap were copied (call again with more
+ * room). For `memledger why` (python/whyheap.c), which reads every live
+ * block on request; never from a hook. */
+size_t ml_addrtab_copy_shard(ml_addrtab_t *t, unsigned shard, ml_addr_entry_t *out, size_t cap);
+
 typedef struct {
     uint64_t entries;     /* live records */
     uint64_t bytes;       /* memory the tables map */

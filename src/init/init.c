@@ -27,6 +27,7 @@
 #include "core/modules.h"
 #include "python/python.h"
 #include "init/rebind.h"
+#include "python/why.h"
 #include "core/real.h"
 #include "snapshot/sigchain.h"
 #include "unwind/stack_cache.h"
@@ -78,6 +79,7 @@ static void fork_child(void)
     ml_rebind_after_fork_child();
     ml_dumper_after_fork_child();
     ml_attach_after_fork_child();
+    ml_why_after_fork_child();
     ml_self.busy--;
 }
 
@@ -109,6 +111,7 @@ bool ml_start(bool attached)
         ml_python_init_running();
     else
         ml_python_init();
+    ml_why_init();
     ml_modules_sync(true);
     ml_rebind_init(); /* libraries whose malloc bypasses the hooks (RTLD_DEEPBIND) */
     pthread_atfork(fork_prepare, fork_parent, fork_child);

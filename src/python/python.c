@@ -76,6 +76,7 @@ static struct {
     uintptr_t bias;               /* load bias of the module with the eval loop */
     _Atomic int running;          /* RUN_*: work for the dumper thread, with the GIL */
     void (*set_allocator)(int, const ml_pymem_alloc_t *);
+    void *handle;                 /* what its symbols are looked up in */
 } py;
 
 static const char *const domain_names[ML_PYMEM_DOMAINS] = {"raw", "mem", "obj"};
@@ -277,6 +278,7 @@ static bool attach(void *h, bool at_start)
         py.is_finalizing = (int (*)(void))sym(h, "_Py_IsFinalizing");
     py.interp_main = (void *(*)(void))sym(h, "PyInterpreterState_Main");
     py.runtime = (uintptr_t)sym(h, "_PyRuntime");
+    py.handle = h;
     start_frames(h);
     /* frames first: the first hooked allocation already gets them */
     hook_domains(set, at_start ? 7u : (1u << ML_PYMEM_MEM | 1u << ML_PYMEM_OBJ));
@@ -441,22 +443,37 @@ void ml_python_detach(void)
 
 /* ---- the header lines (docs/format.md, docs/python.md) ---- */
 
-static void gc_line(ml_out_t *o)
+bool ml_python_info(ml_python_info_t *out)
+{
+    if (atomic_load(&py.state) != ST_ATTACHED)
+        return false;
+    out->handle = py.handle;
+    out->layout = py.frames ? &py.layout : NULL;
+    out->hex = py.hex;
+    out->version = py.version;
+    out->why_not = py.frames ? NULL : py.why_not;
+    return true;
+}
+
+uintptr_t ml_python_gc_state(void)
 {
     const ml_pylayout_t *L = &py.layout;
-    if (!py.frames || !py.is_initialized || !py.interp_main)
-        return;
+    if (atomic_load(&py.state) != ST_ATTACHED || !py.frames || !py.is_initialized || !py.interp_main)
+        return 0;
     /* Only while the interpreter is up and not being torn down: its state
      * (heap-allocated before 3.12) is freed at the end of finalization. */
     if (!py.is_initialized() || (py.is_finalizing && py.is_finalizing()))
-        return;
-    uintptr_t gc = 0;
-    if (L->gc_in_runtime >= 0 && py.runtime) {
-        gc = py.runtime + (uintptr_t)L->gc_in_runtime;
-    } else if (L->gc_in_interp >= 0) {
-        uintptr_t interp = (uintptr_t)py.interp_main();
-        gc = interp ? interp + (uintptr_t)L->gc_in_interp : 0;
-    }
+        return 0;
+    if (L->gc_in_runtime >= 0 && py.runtime)
+        return py.runtime + (uintptr_t)L->gc_in_runtime;
+    uintptr_t interp = L->gc_in_interp >= 0 ? (uintptr_t)py.interp_main() : 0;
+    return interp ? interp + (uintptr_t)L->gc_in_interp : 0;
+}
+
+static void gc_line(ml_out_t *o)
+{
+    const ml_pylayout_t *L = &py.layout;
+    uintptr_t gc = ml_python_gc_state();
     if (!gc)
         return;
     /* plain ints the interpreter updates under its GIL; a torn read is not

@@ -9,6 +9,8 @@
 #ifndef ML_PYTHON_H
 #define ML_PYTHON_H
 
+#include "python/pyversions.h"
+
 /* From the constructor, before the first module sync: attaches to a
  * CPython already in the process, or watches the module registry for a
  * libpython to come. Does nothing with MEMLEDGER_PYTHON=0. */
@@ -27,5 +29,23 @@ void ml_python_detach(void);
  * attaches to a libpython the registry noticed since. Never from a hook:
  * it asks the loader. */
 void ml_python_service(void);
+
+/* The interpreter memledger attached to, for `memledger why` (why.c). */
+typedef struct {
+    void *handle;                 /* where its symbols are found (dlsym) */
+    const ml_pylayout_t *layout;  /* NULL when Python frames are off */
+    unsigned hex;                 /* 0x030b for 3.11 */
+    const char *version;          /* "3.11.2" */
+    const char *why_not;          /* frames off: why; else NULL */
+} ml_python_info_t;
+
+/* Fills *out; false while no interpreter is attached. */
+bool ml_python_info(ml_python_info_t *out);
+
+/* The main interpreter's gc state (struct _gc_runtime_state), or 0 when
+ * Python frames are off or the interpreter is not up (starting, or
+ * finalizing: its state is freed at the end). Reading it is safe only
+ * while that holds. */
+uintptr_t ml_python_gc_state(void);
 
 #endif

@@ -87,6 +87,15 @@ void ml_snapshot_add_memory(const char *name, uint64_t (*resident)(void))
 
 void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn) { pyframe_fn = fn; }
 
+static ml_snapshot_want_ids_fn ids_want;
+static ml_snapshot_ids_fn ids_fn;
+
+void ml_snapshot_set_ids_observer(ml_snapshot_want_ids_fn want, ml_snapshot_ids_fn fn)
+{
+    ids_want = want;
+    ids_fn = fn;
+}
+
 /* ---- what a snapshot holds ---- */
 
 typedef struct {
@@ -694,6 +703,20 @@ static int write_file(int fd, pid_t pid, unsigned seq, const char *trigger, cons
     return err;
 }
 
+/* Hands the written records' stack ids to the observer, if it wants them. */
+static void tell_ids(unsigned seq, const char *trigger, const plan_t *p)
+{
+    if (!ids_fn || !ids_want || !ids_want(trigger))
+        return;
+    uint32_t *ids = malloc(p->nrows * sizeof *ids + 1);
+    if (!ids)
+        return;
+    for (size_t i = 0; i < p->nrows; i++)
+        ids[i] = p->rows[i].id;
+    ids_fn(seq, ids, p->nrows);
+    free(ids);
+}
+
 /* ---- the final name: never another file's ----
  * A pid comes back: in a container the service is pid 1 (or another small
  * fixed pid) after every restart, and an exec keeps the pid. So the name
@@ -815,8 +838,10 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seqp, const char *tr
     *seqp = seq;
     if (dfd >= 0)
         close(dfd);
-    if (!err)
+    if (!err) {
         remember_live(&p);
+        tell_ids(seq, trigger, &p);
+    }
     plan_free(&p);
     if (err)
         atomic_fetch_add(&ml_snapshots_failed, 1);

@@ -40,6 +40,15 @@ typedef struct {
 typedef bool (*ml_pyframe_fn)(uint64_t word, ml_pyframe_t *out);
 void ml_snapshot_set_pyframe_fn(ml_pyframe_fn fn);
 
+/* Which stack each `s` record of a snapshot is: after a snapshot is
+ * written, when want(trigger) says so, fn gets its sequence number and the
+ * ledger id of each record in file order (`memledger why`, python/why.c,
+ * names stacks by their place in a snapshot). Both run on the writing
+ * thread; want() is asked once per snapshot, so it must be cheap. */
+typedef bool (*ml_snapshot_want_ids_fn)(const char *trigger);
+typedef void (*ml_snapshot_ids_fn)(unsigned seq, const uint32_t *ids, size_t n);
+void ml_snapshot_set_ids_observer(ml_snapshot_want_ids_fn want, ml_snapshot_ids_fn fn);
+
 /* Snapshots that could not be written so far (reported in the next one). */
 extern _Atomic uint64_t ml_snapshots_failed;
 
