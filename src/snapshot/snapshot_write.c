@@ -801,12 +801,21 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seqp, const char *tr
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         err = errno;
+    /* The signals are held while the file and the exit path's record of
+     * it disagree (made but not published, taken back but not renamed): a
+     * program's handler for the snapshot signal, chained from memledger's
+     * on this thread, may call exit(), and the exit path then removes only
+     * the temporary file it knows of. */
+    sigset_t all, old;
+    sigfillset(&all);
     if (!err) {
         clean_stale_temps(dfd);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         if ((fd = create_temp(dfd, pid, seq, tmp, sizeof tmp)) < 0)
             err = errno;
         else
             temp_publish(dir, tmp);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     plan_t p;
     memset(&p, 0, sizeof p);
@@ -826,6 +835,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seqp, const char *tr
     if (fd >= 0) {
         if (close(fd) != 0 && !err)
             err = errno;
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         if (!temp_take_back())
             err = ECANCELED; /* the exit path gave up on it and removed it */
         else if (!err)
@@ -834,6 +844,7 @@ int ml_snapshot_write(const char *dir, pid_t pid, unsigned *seqp, const char *tr
             unlinkat(dfd, tmp, 0);
         else if (!err && path_out)
             ml_fmt(path_out, cap, "%s/%s", dir, final);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     *seqp = seq;
     if (dfd >= 0)
