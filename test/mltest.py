@@ -223,6 +223,10 @@ def read_snapshot(path):
                                    "module_state": mod and mod["state"],
                                    "function": unescape_field(f[5]), "file": unescape_field(f[6]),
                                    "line": None if f[7] == "-" else int(f[7])})
+        elif f[0] == "inline":  # a function inlined at the frame before it, innermost first
+            snap["frames"][int(f[1])].setdefault("inlined", []).append(
+                {"function": unescape_field(f[2]), "file": unescape_field(f[3]),
+                 "line": None if f[4] == "-" else int(f[4])})
         elif f[0] in ("N", "n") and snap["version"] >= 2:
             k = len(snap["nodes"])  # this node's number
             snap["nodes"].append((k - 1 if f[0] == "N" else k - int(f[2]), int(f[1])))

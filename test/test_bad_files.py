@@ -118,6 +118,24 @@ for kind, field, value in (("pid", 1, "-5"), ("pid", 1, "1x"), ("time", 1, "nan"
     content, line = corrupt(kind, field, value)
     refuse(content, line, "%s field %d = %r" % (kind, field, value))
 
+# inline records (inlined functions): only right after their own native frame
+fr = next(i for i, l in enumerate(lines) if l.startswith("frame\t") and l.split("\t")[2] == "native")
+fi = lines[fr].split("\t")[1]
+nodes_at = next(i for i, l in enumerate(lines) if l.startswith(("N\t", "n\t")))
+
+
+def with_line(at, extra):
+    return "\n".join(lines[:at] + [extra] + lines[at:]) + "\n"
+
+
+accept(with_line(fr + 1, "inline\t%s\tinlined_fn\t/src/x.c\t12" % fi), "an inline record after its frame")
+accept(with_line(fr + 1, "inline\t%s\t-\t-\t-" % fi), "an inline record of unknown names")
+refuse(with_line(fr + 1, "inline\t%d\tf\t-\t1" % (int(fi) + 1)), fr + 2, "inline record for another frame")
+refuse(with_line(fr + 1, "inline\t%s\tf\t-" % fi), fr + 2, "inline record of 4 fields")
+refuse(with_line(fr + 1, "inline\t%s\tf\t-\t-7" % fi), fr + 2, "inline record with a bad line")
+refuse(with_line(nodes_at, "inline\t0\tf\t-\t1"), nodes_at + 1, "inline record among the nodes")
+refuse(with_line(fr, "inline\t%s\tf\t-\t1" % fi), fr + 1, "inline record before its frame")
+
 # hostile
 header_end = next(i for i, l in enumerate(lines) if l.startswith("module\t"))
 for key in ("exe", "cmdline", "trigger", "pid", "time", "stacks"):

@@ -65,6 +65,8 @@ const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t 
     int n = f->cython ? snprintf(buf, cap, "%s (Cython: %s)", f->cython, name) : snprintf(buf, cap, "%s", name);
     if (loc[0] && n >= 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, " at %s", loc);
+    if (f->is_inlined && n >= 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, " (inlined)");
     if (module && f->module && n >= 0 && (size_t)n < cap)
         snprintf(buf + n, cap - (size_t)n, " [%s]", base_name(f->module));
     return buf;
@@ -122,8 +124,49 @@ void cli_json_frame(FILE *out, const ml_sframe_t *f)
             fputs(",\"cython\":", out);
             cli_json_str(out, f->cython);
         }
+        if (f->is_inlined)
+            fputs(",\"inlined\":true", out);
     }
     fputc('}', out);
+}
+
+void cli_json_frames(FILE *out, const ml_stackset_t *set, const ml_sstack_t *st)
+{
+    ml_sframe_t view;
+    for (uint32_t j = 0, n = cli_shown_count(set, st); j < n; j++) {
+        if (j)
+            fputc(',', out);
+        cli_json_frame(out, cli_shown_frame(set, st, j, &view));
+    }
+}
+
+uint32_t cli_shown_count(const ml_stackset_t *set, const ml_sstack_t *st)
+{
+    return cli_shown_index(set, st, st->nframes);
+}
+
+uint32_t cli_shown_index(const ml_stackset_t *set, const ml_sstack_t *st, uint32_t i)
+{
+    uint32_t j = 0;
+    for (uint32_t f = 0; f < i && f < st->nframes; f++)
+        j += ml_stackset_frame(set, st->frames[f])->ninlined + 1;
+    return j;
+}
+
+/* Stacks are tens of frames and inlined chains a few: walking from the
+ * innermost each time costs less than keeping an expanded copy. */
+const ml_sframe_t *cli_shown_frame(const ml_stackset_t *set, const ml_sstack_t *st, uint32_t j,
+                                   ml_sframe_t *view)
+{
+    for (uint32_t f = 0; f < st->nframes; f++) {
+        const ml_sframe_t *fr = ml_stackset_frame(set, st->frames[f]);
+        if (j < fr->ninlined)
+            return ml_sframe_inlined(fr, j, view);
+        if (j == fr->ninlined)
+            return fr;
+        j -= fr->ninlined + 1;
+    }
+    return NULL;
 }
 
 const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap)

@@ -23,13 +23,28 @@ ml_snapshot_t *cli_load(const char *path);
 
 /* "function at file:line", "module.function (Cython: symbol) at file:line" for
  * a Cython-generated function, or "file:line in function" for Python; writes into
- * buf and returns it. `module` adds " [libfoo.so]" for native frames. */
+ * buf and returns it. An inlined function's view adds " (inlined)" after
+ * its place. `module` adds " [libfoo.so]" for native frames. */
 const char *cli_frame_text(const ml_sframe_t *f, bool module, char *buf, size_t cap);
+
+/* A stack's frames as shown, innermost first: each frame's inlined
+ * functions (innermost first, see ml_sframe_inlined), then the frame. */
+uint32_t cli_shown_count(const ml_stackset_t *set, const ml_sstack_t *st);
+/* Where frame i of the stack (i < st->nframes) starts among those shown:
+ * at its innermost inlined function, or itself when it has none. */
+uint32_t cli_shown_index(const ml_stackset_t *set, const ml_sstack_t *st, uint32_t i);
+/* Shown frame j (j < cli_shown_count) of the stack; *view may be used. */
+const ml_sframe_t *cli_shown_frame(const ml_stackset_t *set, const ml_sstack_t *st, uint32_t j,
+                                   ml_sframe_t *view);
 
 /* A JSON string literal (with quotes), or null for NULL. */
 void cli_json_str(FILE *out, const char *s);
-/* One frame as a JSON object per the command contract. */
+/* One frame as a JSON object per the command contract ("inlined": true
+ * for an inlined function's view). */
 void cli_json_frame(FILE *out, const ml_sframe_t *f);
+/* A stack's frames as shown (inlined functions included), comma-separated
+ * JSON objects. */
+void cli_json_frames(FILE *out, const ml_stackset_t *set, const ml_sstack_t *st);
 
 /* Signed exact bytes with a human-readable size beside: "+1048576 B (+1.0 MiB)". */
 const char *cli_bytes(int64_t bytes, bool sign, char *buf, size_t cap);

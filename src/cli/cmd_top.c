@@ -109,11 +109,7 @@ int cmd_top(int argc, char **argv)
                    i ? "," : "", (long long)rows[i].v.live_bytes, (long long)rows[i].v.live_count,
                    (long long)rows[i].v.total_bytes, (long long)rows[i].v.total_count,
                    ml_domain_name(st->domain));
-            for (uint32_t f = 0; f < st->nframes; f++) {
-                if (f)
-                    putchar(',');
-                cli_json_frame(stdout, ml_stackset_frame(set, st->frames[f]));
-            }
+            cli_json_frames(stdout, set, st);
             printf("]}");
         }
         printf("]}\n");
@@ -127,8 +123,9 @@ int cmd_top(int argc, char **argv)
                    ml_domain_name(st->domain), cli_bytes(rows[i].v.total_bytes, false, b2, sizeof b2));
             if (!st->nframes)
                 printf("    [no frames: the stack store was full, see docs/config.md MEMLEDGER_STACKS]\n");
-            for (uint32_t f = 0; f < st->nframes; f++)
-                printf("    %s\n", cli_frame_text(ml_stackset_frame(set, st->frames[f]), true, fb, sizeof fb));
+            ml_sframe_t view;
+            for (uint32_t j = 0, n = cli_shown_count(set, st); j < n; j++)
+                printf("    %s\n", cli_frame_text(cli_shown_frame(set, st, j, &view), true, fb, sizeof fb));
         }
         if (show < k)
             printf("\n... %zu more stacks (use -n 0 to see all)\n", k - show);

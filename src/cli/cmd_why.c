@@ -597,14 +597,10 @@ static void json_report(const args_t *a, const ml_stackset_t *set, const ml_snap
                 ml_domain_name(p->domain));
         if (p->user == UINT32_MAX)
             fputs("null", out);
-        else
-            fprintf(out, "%" PRIu32, p->user);
+        else /* an index into the frames as listed, inlined functions included */
+            fprintf(out, "%" PRIu32, cli_shown_index(set, st, p->user));
         fputs(",\"frames\":[", out);
-        for (uint32_t f = 0; f < st->nframes; f++) {
-            if (f)
-                fputc(',', out);
-            cli_json_frame(out, ml_stackset_frame(set, st->frames[f]));
-        }
+        cli_json_frames(out, set, st);
         fprintf(out, "],\"live_blocks\":%" PRIu64 ",\"sampled\":%zu,\"retainers\":[", ws ? ws->live_blocks : 0,
                 ws ? ws->nsamples : 0);
         for (size_t k = 0; ws && k < ws->nsamples; k++) {

@@ -67,7 +67,16 @@ bool ml_export_collapsed(FILE *out, const ml_export_t *e, char *err, size_t errc
         const ml_sstack_t *st = ml_stackset_stack(e->set, r->stack);
         s.len = 0;
         for (uint32_t k = st->nframes; k-- > 0;) {
-            frame(&s, ml_stackset_frame(e->set, st->frames[k]));
+            const ml_sframe_t *f = ml_stackset_frame(e->set, st->frames[k]);
+            frame(&s, f);
+            /* then the functions inlined into it, each an entry of its own,
+             * outermost first as the whole path is */
+            ml_sframe_t view;
+            for (uint32_t i = f->ninlined; i-- > 0;) {
+                ml_sframe_inlined(f, i, &view);
+                append(&s, ";", false);
+                frame(&s, &view);
+            }
             if (k)
                 append(&s, ";", false);
         }

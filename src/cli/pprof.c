@@ -8,7 +8,11 @@
  *                 base they hold head minus base, else the head's figures.
  *   samples       one per stack, leaf (innermost frame) first, labelled
  *                 with its domain ("domain" = malloc, python, cuda, ...).
- *   locations     one per distinct frame, each with one line.
+ *   locations     one per distinct frame, each with one line, or, where
+ *                 functions were inlined at its address, a line for each
+ *                 of them, innermost first, then the frame's own line
+ *                 last (profile.proto: the last line is the caller the
+ *                 others were inlined into).
  *   functions     one per (name, file): native frames by symbol (or
  *                 "module+0xoffset" when it had none), Python frames by
  *                 function with their .py file and line.
@@ -57,9 +61,9 @@ typedef struct {
     label_t **label_ptrs;
     location_t *locs;
     location_t **loc_ptrs;
-    line_t *lines;
+    line_t *lines;         /* every location's lines, one after another */
     line_t **line_ptrs;
-    size_t nlocs;
+    size_t nlocs, nlines;
     function_t *funcs_v;
     function_t **func_ptrs;
     size_t nfuncs, funcs_cap;
@@ -135,9 +139,7 @@ static uint64_t location_of(builder_t *b, const ml_export_t *e, uint32_t uid)
         return b->loc_of[uid];
     const ml_sframe_t *f = ml_stackset_frame(e->set, uid);
     location_t *l = &b->locs[b->nlocs];
-    line_t *ln = &b->lines[b->nlocs];
     perftools__profiles__location__init(l);
-    perftools__profiles__line__init(ln);
     l->id = b->nlocs + 1;
     if (f->kind == ML_FRAME_NATIVE && f->module) {
         l->mapping_id = mapping_of(b, f);
@@ -145,11 +147,19 @@ static uint64_t location_of(builder_t *b, const ml_export_t *e, uint32_t uid)
     } else if (f->kind == ML_FRAME_NATIVE) {
         l->address = f->offset; /* outside any module: the address itself */
     }
-    ln->function_id = function_of(b, f);
-    ln->line = f->line;
-    b->line_ptrs[b->nlocs] = ln;
-    l->n_line = 1;
-    l->line = &b->line_ptrs[b->nlocs];
+    l->line = &b->line_ptrs[b->nlines];
+    ml_sframe_t view;
+    for (uint32_t k = 0; k <= f->ninlined; k++) {
+        const ml_sframe_t *named = f;
+        if (k < f->ninlined)
+            named = ml_sframe_inlined(f, k, &view);
+        line_t *ln = &b->lines[b->nlines];
+        perftools__profiles__line__init(ln);
+        ln->function_id = function_of(b, named);
+        ln->line = named->line;
+        b->line_ptrs[b->nlines++] = ln;
+    }
+    l->n_line = f->ninlined + 1;
     b->loc_ptrs[b->nlocs] = l;
     b->nlocs++;
     return b->loc_of[uid] = (uint32_t)l->id;
@@ -221,7 +231,9 @@ bool ml_export_pprof(FILE *out, const ml_export_t *e, char *err, size_t errcap)
 {
     builder_t b;
     memset(&b, 0, sizeof b);
-    size_t nframes = ml_stackset_nframes(e->set), nrefs = 0;
+    size_t nframes = ml_stackset_nframes(e->set), nrefs = 0, nlines = 0;
+    for (uint32_t uid = 0; uid < nframes; uid++)
+        nlines += ml_stackset_frame(e->set, uid)->ninlined + 1;
     for (size_t i = 0; i < e->nrows; i++)
         nrefs += ml_stackset_stack(e->set, e->rows[i].stack)->nframes;
     b.strings = ml_strmap_new();
@@ -236,8 +248,8 @@ bool ml_export_pprof(FILE *out, const ml_export_t *e, char *err, size_t errcap)
     b.label_ptrs = calloc(e->nrows + 1, sizeof *b.label_ptrs);
     b.locs = calloc(nframes + 1, sizeof *b.locs);
     b.loc_ptrs = calloc(nframes + 1, sizeof *b.loc_ptrs);
-    b.lines = calloc(nframes + 1, sizeof *b.lines);
-    b.line_ptrs = calloc(nframes + 1, sizeof *b.line_ptrs);
+    b.lines = calloc(nlines + 1, sizeof *b.lines);
+    b.line_ptrs = calloc(nlines + 1, sizeof *b.line_ptrs);
     bool ok = b.strings && b.funcs && b.maps && b.loc_of && b.samples && b.sample_ptrs && b.loc_ids &&
               b.values && b.labels && b.label_ptrs && b.locs && b.loc_ptrs && b.lines && b.line_ptrs;
     uint8_t *packed = NULL;

@@ -78,14 +78,10 @@ void ml_report_json(FILE *out, const ml_diff_report_t *r)
                 row->nstacks, ml_domain_name(row->domain));
         if (row->user == UINT32_MAX)
             fputs("null", out);
-        else
-            fprintf(out, "%" PRIu32, row->user);
+        else /* an index into the frames as listed, inlined functions included */
+            fprintf(out, "%" PRIu32, cli_shown_index(r->set, st, row->user));
         fputs(",\"frames\":[", out);
-        for (uint32_t f = 0; f < st->nframes; f++) {
-            if (f)
-                fputc(',', out);
-            cli_json_frame(out, ml_stackset_frame(r->set, st->frames[f]));
-        }
+        cli_json_frames(out, r->set, st);
         fputs("]}", out);
     }
     fputs("]}\n", out);

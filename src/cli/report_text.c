@@ -91,7 +91,14 @@ static void frames(const pen_t *p, const ml_diff_report_t *r, const ml_growth_ro
     for (uint32_t i = from; i < to; i++) {
         const ml_sframe_t *f = ml_stackset_frame(r->set, st->frames[i]);
         const char *style = i == row->user ? on(p, C_BOLD) : ml_frame_is_runtime(f) ? on(p, C_DIM) : "";
-        fprintf(p->out, "      %s%s%s\n", style, cli_frame_text(f, true, fb, sizeof fb), *style ? on(p, C_RESET) : "");
+        ml_sframe_t view; /* the functions inlined there first, innermost first, styled as their frame */
+        for (uint32_t k = 0; k <= f->ninlined; k++) {
+            const ml_sframe_t *shown = f;
+            if (k < f->ninlined)
+                shown = ml_sframe_inlined(f, k, &view);
+            fprintf(p->out, "      %s%s%s\n", style, cli_frame_text(shown, true, fb, sizeof fb),
+                    *style ? on(p, C_RESET) : "");
+        }
     }
     if (to < st->nframes)
         fprintf(p->out, "      %s... %" PRIu32 " native frame%s outside Python (--format json lists them)%s\n",

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #define MAX_LINE (64u << 20)
+/* Functions inlined at one address: real chains are a few deep. */
+#define MAX_INLINED 1024u
 /* The widest record the writer makes is the command line: 8 KiB of
  * /proc/self/cmdline, so up to 8,192 (empty) arguments plus the key. */
 #define MAX_FIELDS 16384
@@ -253,6 +255,39 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         if (!num_u64(f[7], &line, 10) || line > INT32_MAX)
             return fail(c, "bad line number '%s'", f[7]);
         fr->line = (int)line;
+    }
+    return true;
+}
+
+/* "inline<TAB>frame<TAB>function<TAB>file<TAB>line": a function inlined at
+ * the address of the frame just read, innermost first. Anywhere else it
+ * is an error: a reader that lost track of which frame it belongs to would
+ * name the wrong code. */
+static bool parse_inline(ctx_t *c, ml_snapshot_t *s, char **f, size_t n)
+{
+    if (n != 5)
+        return fail(c, "inline record has %zu fields, expected 5", n);
+    uint64_t idx;
+    if (!num_u64(f[1], &idx, 10) || !s->nframes || idx != s->nframes - 1)
+        return fail(c, "inline record for frame '%s' does not follow that frame", f[1]);
+    ml_rframe_t *fr = &s->frames[idx];
+    if (fr->kind != ML_FRAME_NATIVE || fr->mark)
+        return fail(c, "inline record for frame %s, which is not a native frame", f[1]);
+    if (fr->ninlined >= MAX_INLINED)
+        return fail(c, "too many inline records for frame %s", f[1]);
+    ml_rinlined_t *v = realloc(fr->inlined, (fr->ninlined + 1) * sizeof *v);
+    if (!v)
+        return fail(c, "out of memory");
+    fr->inlined = v;
+    ml_rinlined_t *in = &v[fr->ninlined++];
+    *in = (ml_rinlined_t){NULL, NULL, 0};
+    if (!field_str(c, f[2], &in->function, "function") || !field_str(c, f[3], &in->file, "file"))
+        return false;
+    if (strcmp(f[4], "-") != 0) {
+        uint64_t line;
+        if (!num_u64(f[4], &line, 10) || line > INT32_MAX)
+            return fail(c, "bad line number '%s'", f[4]);
+        in->line = (int)line;
     }
     return true;
 }
@@ -653,6 +688,8 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
         } else if (strcmp(f[0], "frame") == 0) {
             ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after nodes or stacks");
             phase = 2;
+        } else if (strcmp(f[0], "inline") == 0 && s->version >= 2) {
+            ok = phase == 2 ? parse_inline(&c, s, f, n) : fail(&c, "inline record outside the frames");
         } else if ((strcmp(f[0], "N") == 0 || strcmp(f[0], "n") == 0) && s->version >= 2) {
             ok = phase <= 3 ? parse_node(&c, s, &cap, f, n) : fail(&c, "node record after stacks");
             phase = 3;
@@ -729,6 +766,11 @@ void ml_snapshot_free(ml_snapshot_t *s)
     for (size_t i = 0; i < s->nframes; i++) {
         free(s->frames[i].function);
         free(s->frames[i].file);
+        for (uint32_t k = 0; k < s->frames[i].ninlined; k++) {
+            free(s->frames[i].inlined[k].function);
+            free(s->frames[i].inlined[k].file);
+        }
+        free(s->frames[i].inlined);
     }
     for (size_t i = 0; i < s->nstacks; i++)
         free(s->stacks[i].frames);

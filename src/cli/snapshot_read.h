@@ -26,6 +26,13 @@ typedef struct {
 
 enum ml_frame_kind { ML_FRAME_NATIVE, ML_FRAME_PYTHON };
 
+/* A function inlined at a native frame's address (an `inline` record). */
+typedef struct {
+    char *function;        /* NULL when unknown; mangled as in the file */
+    char *file;            /* NULL when unknown */
+    int line;              /* 0 when unknown */
+} ml_rinlined_t;
+
 typedef struct {
     enum ml_frame_kind kind;
     int32_t module;        /* index into modules[], -1 when none */
@@ -35,6 +42,8 @@ typedef struct {
     int line;              /* 0 when unknown */
     bool mark;             /* a `mark` (a note such as "[49 Python frames elided]"): kind native,
                               no module, told apart from other marks by its text */
+    uint32_t ninlined;     /* native: the functions inlined at the address, innermost first; */
+    ml_rinlined_t *inlined;/* the last was inlined into `function` at file:line */
 } ml_rframe_t;
 
 typedef struct {

@@ -55,15 +55,37 @@ ml_stackset_t *ml_stackset_new(void)
     return set;
 }
 
+static void free_names(ml_sframe_t *f)
+{
+    free((char *)f->function);
+    free((char *)f->file);
+    free((char *)f->cython);
+    for (uint32_t k = 0; k < f->ninlined; k++) {
+        free((char *)f->inlined[k].function);
+        free((char *)f->inlined[k].file);
+    }
+    free((ml_sinlined_t *)f->inlined);
+}
+
+const ml_sframe_t *ml_sframe_inlined(const ml_sframe_t *f, uint32_t k, ml_sframe_t *view)
+{
+    *view = *f;
+    view->function = f->inlined[k].function;
+    view->file = f->inlined[k].file;
+    view->line = f->inlined[k].line;
+    view->cython = NULL;
+    view->ninlined = 0;
+    view->inlined = NULL;
+    view->is_inlined = true;
+    return view;
+}
+
 void ml_stackset_free(ml_stackset_t *set)
 {
     if (!set)
         return;
-    for (size_t i = 0; i < set->nframes; i++) {
-        free((char *)set->frames[i].function);
-        free((char *)set->frames[i].file);
-        free((char *)set->frames[i].cython);
-    }
+    for (size_t i = 0; i < set->nframes; i++)
+        free_names(&set->frames[i]);
     for (size_t i = 0; i < set->nmodules; i++) {
         free(set->modules[i].build_id);
         free(set->modules[i].path);
@@ -161,12 +183,22 @@ static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, cons
     char py[512];
     if (f->kind == ML_FRAME_NATIVE && f->function && ml_cython_name(f->function, py, sizeof py))
         sf.cython = dup_or_null(py, &ok);
+    ml_sinlined_t *inl = f->ninlined ? calloc(f->ninlined, sizeof *inl) : NULL;
+    if (f->ninlined && !inl)
+        ok = false;
+    for (uint32_t k = 0; inl && k < f->ninlined; k++) {
+        const ml_rinlined_t *r = &f->inlined[k];
+        inl[k].function = r->function ? ml_demangle(r->function) : NULL;
+        inl[k].file = dup_or_null(r->file, &ok);
+        inl[k].line = r->line;
+        ok = ok && (inl[k].function || !r->function);
+    }
+    sf.inlined = inl;
+    sf.ninlined = inl ? f->ninlined : 0;
     uint32_t id = ok && (sf.function || !f->function) ? ml_strmap_id(set->fkeys, key) : UINT32_MAX;
     free(key);
     if (id != set->nframes) {
-        free((char *)sf.function);
-        free((char *)sf.file);
-        free((char *)sf.cython);
+        free_names(&sf);
         return 0;
     }
     if (f->module >= 0) {

@@ -12,6 +12,13 @@
 
 #include "cli/snapshot_read.h"
 
+/* A function inlined at a native frame's address (demangled, as frames). */
+typedef struct {
+    const char *function; /* NULL unknown */
+    const char *file;     /* NULL unknown */
+    int line;             /* 0 unknown */
+} ml_sinlined_t;
+
 typedef struct {
     enum ml_frame_kind kind;
     const char *function; /* demangled when it was a C++ symbol; NULL unknown */
@@ -21,7 +28,20 @@ typedef struct {
     const char *build_id; /* NULL when none */
     const char *cython;   /* native: module.function of a Cython-generated function; else NULL */
     uint64_t offset;      /* native: offset in the module */
+    /* Native: the functions inlined at the address, innermost first, as
+     * the first snapshot that named the frame said (they are names, not
+     * identity: the frame is still module and offset). The last was
+     * inlined into `function`, at file:line. */
+    uint32_t ninlined;
+    const ml_sinlined_t *inlined;
+    bool is_inlined;      /* a view made by ml_sframe_inlined: one inlined function */
 } ml_sframe_t;
+
+/* Inlined function k of frame f (k < f->ninlined) as a frame of its own
+ * into *view, which it returns: its name and line, f's module and offset, is_inlined set.
+ * The view points into f. Wherever a stack is shown, each frame stands as
+ * its inlined functions, innermost first, then itself. */
+const ml_sframe_t *ml_sframe_inlined(const ml_sframe_t *f, uint32_t k, ml_sframe_t *view);
 
 typedef struct {
     int domain;

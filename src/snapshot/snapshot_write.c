@@ -418,18 +418,22 @@ static void write_name(ml_out_t *o, const char *function, const char *file, int 
         ml_out_char(o, '-');
 }
 
-static void write_native(ml_out_t *o, uint32_t mi, uintptr_t offset)
+/* Returns the functions inlined at the address, for write_frame's
+ * `inline` records after the frame's line. */
+static ml_symbol_t write_native(ml_out_t *o, uint32_t mi, uintptr_t offset)
 {
     const ml_module_t *m = ml_modules_get(mi);
     ml_symbol_t s;
     ml_symbolize(mi, m->bias + offset, &s);
     ml_out_printf(o, "native\t%u\t%llx\t", mi, (unsigned long long)offset);
     write_name(o, s.function, s.file, s.line);
+    return s;
 }
 
 static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
 {
     progress(); /* naming a frame may read a module's debug information first */
+    ml_symbol_t native = {NULL, NULL, 0, 0, NULL};
     ml_out_printf(o, "frame\t%u\t", i);
     switch (ML_WORD_KIND(w)) {
     case ML_WORD_MARK:
@@ -454,16 +458,23 @@ static void write_frame(ml_out_t *o, uint32_t i, uint64_t w, uint32_t gen)
         uintptr_t pc = ml_word_abs_pc(w);
         int mi = ml_modules_find(pc, ml_word_abs_gen(w, gen));
         if (mi >= 0)
-            write_native(o, (uint32_t)mi, pc - ml_modules_get((uint32_t)mi)->bias);
+            native = write_native(o, (uint32_t)mi, pc - ml_modules_get((uint32_t)mi)->bias);
         else
             ml_out_printf(o, "native\t-\t%llx\t-\t-\t-", (unsigned long long)pc);
         break;
     }
     default:
-        write_native(o, (uint32_t)(w >> ML_WORD_MODULE_SHIFT) - 1, (uintptr_t)(w & ML_WORD_OFFSET_MASK));
+        native = write_native(o, (uint32_t)(w >> ML_WORD_MODULE_SHIFT) - 1, (uintptr_t)(w & ML_WORD_OFFSET_MASK));
         break;
     }
     ml_out_char(o, '\n');
+    /* the functions inlined at the address, innermost first, each under the
+     * frame it belongs to (docs/format.md, "Inlined frames") */
+    for (uint32_t k = 0; k < native.ninlined; k++) {
+        ml_out_printf(o, "inline\t%u\t", i);
+        write_name(o, native.inlined[k].function, native.inlined[k].file, native.inlined[k].line);
+        ml_out_char(o, '\n');
+    }
 }
 
 static void write_body(ml_out_t *o, pid_t pid, unsigned seq, const char *trigger, const plan_t *p, uint32_t gen,

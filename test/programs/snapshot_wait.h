@@ -23,9 +23,9 @@ static inline int snapshot_highest(const char *dir, int pid)
     int n = snprintf(prefix, sizeof prefix, "memledger.%d.", pid), best = 0;
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
-        char *end = "";
+        char *end = NULL; /* not a literal: the header is also included from C++ */
         long k = strncmp(e->d_name, prefix, (size_t)n) == 0 ? strtol(e->d_name + n, &end, 10) : 0;
-        if (k > best && strcmp(end, ".snap") == 0)
+        if (k > best && end && strcmp(end, ".snap") == 0)
             best = (int)k;
     }
     if (d)

@@ -17,14 +17,14 @@ static ml_rmodule_t modules[] = {
     {2, "cc", 0x5000, 0x1000, false, "/usr/lib/libpython3.11.so.1.0"},
 };
 static ml_rframe_t frames[] = {
-    {ML_FRAME_NATIVE, 1, 0x10, "__strdup", "strdup.c", 42, false},        /* 0 runtime */
-    {ML_FRAME_NATIVE, 0, 0x20, "cache_put", "/src/cache.c", 7, false},    /* 1 */
-    {ML_FRAME_NATIVE, 0, 0x30, "keep", "/src/leak.c", 12, false},         /* 2 */
-    {ML_FRAME_NATIVE, 0, 0x40, "serve_get", "/src/serve.c", 3, false},    /* 3 */
-    {ML_FRAME_NATIVE, 0, 0x50, "serve_post", "/src/serve.c", 4, false},   /* 4 */
-    {ML_FRAME_NATIVE, 2, 0x60, "PyMem_Malloc", NULL, 0, false},           /* 5 runtime */
-    {ML_FRAME_PYTHON, -1, 0, "load", "/srv/app/model.py", 42, false},     /* 6 */
-    {ML_FRAME_NATIVE, 0, 0x21, "cache_put", "/src/cache.c", 7, false},    /* 7: same line, other offset */
+    {ML_FRAME_NATIVE, 1, 0x10, "__strdup", "strdup.c", 42, false, 0, NULL},        /* 0 runtime */
+    {ML_FRAME_NATIVE, 0, 0x20, "cache_put", "/src/cache.c", 7, false, 0, NULL},    /* 1 */
+    {ML_FRAME_NATIVE, 0, 0x30, "keep", "/src/leak.c", 12, false, 0, NULL},         /* 2 */
+    {ML_FRAME_NATIVE, 0, 0x40, "serve_get", "/src/serve.c", 3, false, 0, NULL},    /* 3 */
+    {ML_FRAME_NATIVE, 0, 0x50, "serve_post", "/src/serve.c", 4, false, 0, NULL},   /* 4 */
+    {ML_FRAME_NATIVE, 2, 0x60, "PyMem_Malloc", NULL, 0, false, 0, NULL},           /* 5 runtime */
+    {ML_FRAME_PYTHON, -1, 0, "load", "/srv/app/model.py", 42, false, 0, NULL},     /* 6 */
+    {ML_FRAME_NATIVE, 0, 0x21, "cache_put", "/src/cache.c", 7, false, 0, NULL},    /* 7: same line, other offset */
 };
 
 typedef struct {
