@@ -19,8 +19,10 @@
   process exits, stderr names the snapshot and why, and what could not be
   written after it, and its temporary file is removed;
 - temporary files that dead processes left behind are removed by the next
-  writer when safe (the pid does not exist, ours, untouched for 10 minutes,
-  the exact name shape), and nothing else is touched."""
+  writer when safe (the pid does not exist, ours, no writer holds its lock,
+  not written to in the last 2 s, the exact name shape), and nothing else
+  is touched: a file locked as a live writer in another pid namespace
+  locks its own stays."""
 import ctypes
 import gzip
 import os
@@ -224,8 +226,9 @@ with open("/proc/sys/kernel/pid_max") as f:
     dead = int(f.read()) + 1  # no process can have it
 old = time.time() - 3600
 names = {
-    ".memledger.%d.3.snap.0123abcd.tmp" % dead: (old, False),          # dead, ours, old, its shape: removed
-    ".memledger.%d.4.snap.0123abce.tmp" % dead: (time.time(), True),   # written to lately
+    ".memledger.%d.3.snap.0123abcd.tmp" % dead: (old, False),          # dead, ours, unheld, its shape: removed
+    ".memledger.%d.4.snap.0123abce.tmp" % dead: (time.time() + 60, True),  # written to just now
+    ".memledger.%d.7.snap.0123abcf.tmp" % dead: (old, True),           # held: a writer in another pid namespace
     ".memledger.%d.1.snap.00ff.tmp" % os.getpid(): (old, True),        # its process is alive
     ".memledger.%d.3.snap.0123abcd.tmp.bak" % dead: (old, True),       # not the shape
     ".memledger.%d.x.snap.0.tmp" % dead: (old, True),
@@ -240,8 +243,13 @@ link = ".memledger.%d.5.snap.00aa.tmp" % dead
 os.symlink("/etc/hostname", os.path.join(d, link))
 os.utime(os.path.join(d, link), (old, old), follow_symlinks=False)
 os.mkdir(os.path.join(d, ".memledger.%d.6.snap.00bb.tmp" % dead))
+import fcntl
+held = open(os.path.join(d, ".memledger.%d.7.snap.0123abcf.tmp" % dead))
+fcntl.flock(held, fcntl.LOCK_EX)  # as a live writer holds its own
+os.utime(os.path.join(d, ".memledger.%d.7.snap.0123abcf.tmp" % dead), (old, old))
 p = subprocess.run([PROG, "late"], env=env_for(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                    timeout=120)
+held.close()
 check(p.returncode == 0 and p.stderr == "", "stale: exit %d %r" % (p.returncode, p.stderr))
 left = set(os.listdir(d))
 for n, (_, kept) in names.items():
@@ -252,4 +260,4 @@ for n in list(left):
     if n.endswith(".tmp") or ".tmp." in n:
         path = os.path.join(d, n)
         os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
-print("ok: a dead process's old temporary file removed; recent, alive, foreign-shaped, symlinked ones kept")
+print("ok: a dead process's unheld temporary file removed; recent, held, alive, foreign-shaped, symlinked ones kept")

@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,9 +598,15 @@ void ml_snapshot_after_fork_child(void) { atomic_store(&temp_state, TEMP_NONE); 
  *   - no process <pid> exists here (kill(pid, 0) says ESRCH) and it is not
  *     this process's own pid;
  *   - it is a regular file (never a symlink) owned by this process's user;
- *   - it has not been written to for STALE_TEMP_S: a writer in another PID
- *     namespace sharing the directory, whose pid means nothing here, bumps
- *     its file's time with every 64 KiB it writes. */
+ *   - no writer holds it: a writer keeps an flock on its temporary file
+ *     while it writes, and the kernel drops it when the writer dies,
+ *     whatever PID namespace it ran in (a pid that does not exist here
+ *     may be a live writer's in another namespace sharing the directory);
+ *     and it has not been written to for STALE_UNLOCKED_S, longer than a
+ *     writer takes between creating its file and locking it. Where the
+ *     filesystem cannot lock, the file must be untouched for STALE_TEMP_S
+ *     instead: such a writer bumps its file's time with every 64 KiB. */
+#define STALE_UNLOCKED_S 2
 #define STALE_TEMP_S 600
 #define STALE_LOOK_EVERY_S 60
 
@@ -649,9 +656,20 @@ static void clean_stale_temps(int dfd)
             continue;
         struct stat st;
         if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-            st.st_uid != geteuid() || wall.tv_sec - st.st_mtime < STALE_TEMP_S)
+            st.st_uid != geteuid() || wall.tv_sec - st.st_mtime < STALE_UNLOCKED_S)
             continue;
-        unlinkat(dfd, e->d_name, 0);
+        int tfd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat ts;
+        if (tfd < 0 || fstat(tfd, &ts) != 0 || ts.st_ino != st.st_ino || ts.st_dev != st.st_dev) {
+            if (tfd >= 0)
+                close(tfd);
+            continue;
+        }
+        bool unheld = flock(tfd, LOCK_EX | LOCK_NB) == 0;
+        bool lockable = unheld || errno == EWOULDBLOCK;
+        if (unheld || (!lockable && wall.tv_sec - st.st_mtime >= STALE_TEMP_S))
+            unlinkat(dfd, e->d_name, 0);
+        close(tfd); /* and the lock with it */
     }
     closedir(d);
 }
@@ -673,6 +691,8 @@ static int create_temp(int dfd, pid_t pid, unsigned seq, char *name, size_t cap)
         ml_fmt(name, cap, ".memledger.%d.%u.%s.%08llx.tmp", (int)pid, seq, ML_SNAPSHOT_EXT,
                (unsigned long long)(r & 0xffffffffffull));
         int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            (void)flock(fd, LOCK_EX | LOCK_NB); /* held while it is written: see "Stale temporary files" */
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
