@@ -53,4 +53,30 @@ void ml_out_printf(ml_out_t *o, const char *fmt, ...) __attribute__((format(prin
 /* Returns false when anything failed so far. */
 bool ml_out_flush(ml_out_t *o);
 
+/* Code point c as UTF-8 into out (room for 4 bytes); returns the bytes
+ * written. c must be at most 0x10ffff. */
+static inline size_t ml_utf8_put(char *out, uint32_t c)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xc0 | c >> 6);
+        out[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | c >> 12);
+        out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | c >> 18);
+    out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
 #endif

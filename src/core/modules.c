@@ -104,6 +104,16 @@ static int counters_cb(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
+void ml_modules_loader_counts(unsigned long long *adds, unsigned long long *subs)
+{
+    unsigned long long c[2] = {0, 0};
+    dl_iterate_phdr(counters_cb, c);
+    if (adds)
+        *adds = c[0];
+    if (subs)
+        *subs = c[1];
+}
+
 static int refresh_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;

@@ -33,6 +33,10 @@ void ml_modules_init(void);
  * Returns the current generation. */
 uint32_t ml_modules_sync(bool wait);
 
+/* The loader's own counters of modules loaded and unloaded so far
+ * (dl_iterate_phdr's dlpi_adds and dlpi_subs): cheap, no lock of ours. */
+void ml_modules_loader_counts(unsigned long long *adds, unsigned long long *subs);
+
 /* The current generation, as the last refresh left it (one load: no look
  * at the loader, so it suits threads that must not wait for its lock). */
 uint32_t ml_modules_generation(void);

@@ -29,6 +29,7 @@
 #include "common/config.h"
 #include "common/io.h"
 #include "common/status.h"
+#include "core/modules.h"
 #include "core/real.h"
 #include "core/sysmem.h"
 #include "core/thread.h"
@@ -289,17 +290,10 @@ static int patch_module(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-static int adds_cb(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    *(unsigned long long *)data = info->dlpi_adds;
-    return 1;
-}
-
 static unsigned long long loader_adds(void)
 {
     unsigned long long a = 0;
-    dl_iterate_phdr(adds_cb, &a);
+    ml_modules_loader_counts(&a, NULL);
     return a;
 }
 

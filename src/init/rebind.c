@@ -495,12 +495,6 @@ static void pick_needed(const module_t *m, unsigned n)
 static _Atomic int scanning;
 static unsigned long long last_adds = ~0ull;
 
-static int adds_cb(struct dl_phdr_info *info, size_t size, void *data)
-{
-    if (size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds)
-        *(unsigned long long *)data = info->dlpi_adds;
-    return 1;
-}
 
 /* The loader's allocations and frees for a scan are tracked as any others:
  * a call into it may free a block it allocated for the program (an earlier
@@ -537,7 +531,7 @@ static bool sync_handle(void *handle)
     if (dlinfo(handle, RTLD_DI_LINKMAP, &root) != 0 || !root)
         return true; /* not a handle the loader knows: nothing to scan */
     unsigned long long adds = 0;
-    dl_iterate_phdr(adds_cb, &adds);
+    ml_modules_loader_counts(&adds, NULL);
     if (adds == last_adds)
         return true;
     if (!scan_begin() && !wait_scan())
@@ -574,17 +568,10 @@ static bool sync_handle(void *handle)
     return true;
 }
 
-static int subs_cb(struct dl_phdr_info *info, size_t size, void *data)
-{
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-        *(unsigned long long *)data = info->dlpi_subs;
-    return 1;
-}
-
 static unsigned long long last_subs_now(void)
 {
     unsigned long long subs = 0;
-    dl_iterate_phdr(subs_cb, &subs);
+    ml_modules_loader_counts(NULL, &subs);
     return subs;
 }
 
@@ -594,7 +581,7 @@ static unsigned long long last_subs_now(void)
 static bool sync_all(void)
 {
     unsigned long long adds = 0;
-    dl_iterate_phdr(adds_cb, &adds);
+    ml_modules_loader_counts(&adds, NULL);
     if (adds == last_adds || !scan_begin())
         return false;
     /* the dumper thread's allocations pass untracked; not the loader's here */

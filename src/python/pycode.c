@@ -35,6 +35,7 @@
  *
  * Cost on the hot path: a hash and one or two loads per Python frame. */
 #include "python/pycode.h"
+#include "common/io.h"
 #include "core/sysmem.h"
 
 #include <stdatomic.h>
@@ -102,30 +103,6 @@ static inline uintptr_t rd_ptr(uintptr_t base, int off) { return *(const uintptr
 
 /* ---- copying a record out of a live code object ---- */
 
-static size_t utf8_put(char *out, uint32_t c)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xc0 | c >> 6);
-        out[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xe0 | c >> 12);
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | c >> 18);
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
 /* A str object as UTF-8 in the arena. Names and paths of code objects are
  * compact strings (made by interning); anything else is not copied. */
 static const char *copy_str(uintptr_t o)
@@ -147,7 +124,7 @@ static const char *copy_str(uintptr_t o)
     size_t k = 0;
     for (int64_t i = 0; i < len; i++) {
         uint32_t c = kind == 1 ? data[i] : kind == 2 ? ((const uint16_t *)data)[i] : ((const uint32_t *)data)[i];
-        k += utf8_put(s + k, c > 0x10ffff ? 0xfffd : c);
+        k += ml_utf8_put(s + k, c > 0x10ffff ? 0xfffd : c);
     }
     s[k] = '\0';
     return s;

@@ -103,29 +103,6 @@ static void type_name(uintptr_t t, char *out, size_t cap)
     ml_fmt(out, cap, "%s", n ? n : "?");
 }
 
-static size_t put_utf8(char *out, uint32_t c)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xc0 | c >> 6);
-        out[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xe0 | c >> 12);
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | c >> 18);
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
 
 /* A str's text as UTF-8 (at most cap - 1 bytes, "..." when cut), quoted
  * and with control characters escaped when `quote`. False for anything
@@ -156,7 +133,7 @@ static bool str_text(uintptr_t o, bool quote, char *out, size_t cap)
             k += ml_fmt(out + k, cap - k, c == '\'' || c == '\\' ? "\\%c" : "\\x%02x", c);
             continue;
         }
-        k += put_utf8(out + k, c > 0x10ffff ? 0xfffd : c);
+        k += ml_utf8_put(out + k, c > 0x10ffff ? 0xfffd : c);
     }
     if (quote)
         out[k++] = '\'';
