@@ -86,7 +86,7 @@ static size_t split(char *line, char **f, size_t max)
 
 /* Undoes ml_out_field's escaping. "-" alone is NULL. Returns false on a bad
  * escape. The result is a fresh string. */
-static bool unescape(const char *s, char **out)
+bool ml_field_unescape(const char *s, char **out)
 {
     if (strcmp(s, "-") == 0) {
         *out = NULL;
@@ -117,7 +117,7 @@ static bool unescape(const char *s, char **out)
     return true;
 }
 
-static bool num_u64(const char *s, uint64_t *v, int base)
+bool ml_field_u64(const char *s, uint64_t *v, int base)
 {
     if (!*s || *s == '-' || *s == '+' || *s == ' ')
         return false;
@@ -144,7 +144,7 @@ static bool num_u64(const char *s, uint64_t *v, int base)
 static bool num_i64(const char *s, int64_t *v)
 {
     uint64_t u;
-    if (!num_u64(s, &u, 10) || u > INT64_MAX)
+    if (!ml_field_u64(s, &u, 10) || u > INT64_MAX)
         return false;
     *v = (int64_t)u;
     return true;
@@ -152,7 +152,7 @@ static bool num_i64(const char *s, int64_t *v)
 
 static bool field_str(ctx_t *c, const char *s, char **out, const char *what)
 {
-    if (!unescape(s, out))
+    if (!ml_field_unescape(s, out))
         return fail(c, "bad escape in %s", what);
     return true;
 }
@@ -197,7 +197,7 @@ static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
     if (n != 7)
         return fail(c, "module record has %zu fields, expected 7", n);
     uint64_t idx;
-    if (!num_u64(f[1], &idx, 10) || idx != s->nmodules)
+    if (!ml_field_u64(f[1], &idx, 10) || idx != s->nmodules)
         return fail(c, "module number '%s' out of sequence", f[1]);
     if (!ML_GROW(s->modules, cap->modules, s->nmodules + 1))
         return fail(c, "out of memory");
@@ -205,7 +205,7 @@ static bool parse_module(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
      * even when a later field of the record is refused */
     ml_rmodule_t *m = &s->modules[s->nmodules++];
     m->index = (uint32_t)idx;
-    if (!num_u64(f[3], &m->bias, 16) || !num_u64(f[4], &m->size, 16))
+    if (!ml_field_u64(f[3], &m->bias, 16) || !ml_field_u64(f[4], &m->size, 16))
         return fail(c, "bad module address or size");
     if (strcmp(f[5], "loaded") && strcmp(f[5], "unloaded"))
         return fail(c, "module state must be loaded or unloaded, not '%s'", f[5]);
@@ -221,7 +221,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
     if (n != 8)
         return fail(c, "frame record has %zu fields, expected 8", n);
     uint64_t idx;
-    if (!num_u64(f[1], &idx, 10) || idx != s->nframes)
+    if (!ml_field_u64(f[1], &idx, 10) || idx != s->nframes)
         return fail(c, "frame number '%s' out of sequence", f[1]);
     if (!ML_GROW(s->frames, cap->frames, s->nframes + 1))
         return fail(c, "out of memory");
@@ -232,11 +232,11 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         fr->kind = ML_FRAME_NATIVE;
         if (strcmp(f[3], "-") != 0) {
             uint64_t mi;
-            if (!num_u64(f[3], &mi, 10) || mi >= s->nmodules)
+            if (!ml_field_u64(f[3], &mi, 10) || mi >= s->nmodules)
                 return fail(c, "frame refers to module '%s', which is not defined before it", f[3]);
             fr->module = (int32_t)mi;
         }
-        if (!num_u64(f[4], &fr->offset, 16))
+        if (!ml_field_u64(f[4], &fr->offset, 16))
             return fail(c, "bad frame offset '%s'", f[4]);
     } else if (strcmp(f[2], "python") == 0) {
         fr->kind = ML_FRAME_PYTHON;
@@ -252,7 +252,7 @@ static bool parse_frame(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return false;
     if (strcmp(f[7], "-") != 0) {
         uint64_t line;
-        if (!num_u64(f[7], &line, 10) || line > INT32_MAX)
+        if (!ml_field_u64(f[7], &line, 10) || line > INT32_MAX)
             return fail(c, "bad line number '%s'", f[7]);
         fr->line = (int)line;
     }
@@ -268,7 +268,7 @@ static bool parse_inline(ctx_t *c, ml_snapshot_t *s, char **f, size_t n)
     if (n != 5)
         return fail(c, "inline record has %zu fields, expected 5", n);
     uint64_t idx;
-    if (!num_u64(f[1], &idx, 10) || !s->nframes || idx != s->nframes - 1)
+    if (!ml_field_u64(f[1], &idx, 10) || !s->nframes || idx != s->nframes - 1)
         return fail(c, "inline record for frame '%s' does not follow that frame", f[1]);
     ml_rframe_t *fr = &s->frames[idx];
     if (fr->kind != ML_FRAME_NATIVE || fr->mark)
@@ -285,7 +285,7 @@ static bool parse_inline(ctx_t *c, ml_snapshot_t *s, char **f, size_t n)
         return false;
     if (strcmp(f[4], "-") != 0) {
         uint64_t line;
-        if (!num_u64(f[4], &line, 10) || line > INT32_MAX)
+        if (!ml_field_u64(f[4], &line, 10) || line > INT32_MAX)
             return fail(c, "bad line number '%s'", f[4]);
         in->line = (int)line;
     }
@@ -303,9 +303,9 @@ static bool parse_node(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t
     uint64_t id = cap->nnodes + 1, frame, back = 1;
     if (id > UINT32_MAX - 1)
         return fail(c, "too many nodes");
-    if (!num_u64(f[1], &frame, 10) || frame >= s->nframes)
+    if (!ml_field_u64(f[1], &frame, 10) || frame >= s->nframes)
         return fail(c, "node %llu refers to frame '%s', which is not defined before it", (unsigned long long)id, f[1]);
-    if (!chain && (!num_u64(f[2], &back, 10) || back < 1 || back > id))
+    if (!chain && (!ml_field_u64(f[2], &back, 10) || back < 1 || back > id))
         return fail(c, "node %llu's parent is '%s' nodes back, which is not a node before it", (unsigned long long)id,
                     f[2]);
     uint64_t parent = id - back;
@@ -339,7 +339,7 @@ static bool parse_node(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t
 static bool stack_from_node(ctx_t *c, caps_t *cap, ml_rstack_t *st, const char *field)
 {
     uint64_t leaf;
-    if (!num_u64(field, &leaf, 10) || leaf > cap->nnodes)
+    if (!ml_field_u64(field, &leaf, 10) || leaf > cap->nnodes)
         return fail(c, "stack %u refers to node '%s', which is not defined before it", st->id, field);
     st->node = (uint32_t)leaf;
     st->nframes = leaf ? cap->depth[leaf] : 0;
@@ -378,7 +378,7 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
         return fail(c, "out of memory");
     ml_rstack_t *st = &s->stacks[s->nstacks++]; /* counted at once, as modules */
     uint64_t id = s->nstacks - 1;
-    if (s->version < 2 && (!num_u64(f[1], &id, 10) || id > UINT32_MAX))
+    if (s->version < 2 && (!ml_field_u64(f[1], &id, 10) || id > UINT32_MAX))
         return fail(c, "bad stack id '%s'", f[1]);
     st->id = (uint32_t)id;
     st->domain = ml_domain_index(f[2]);
@@ -431,7 +431,7 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
     uint64_t u;
     int64_t i64;
     if (strcmp(k, "pid") == 0 || strcmp(k, "ppid") == 0 || strcmp(k, "seq") == 0) {
-        if (n != 2 || !num_u64(f[1], &u, 10) || u > INT32_MAX)
+        if (n != 2 || !ml_field_u64(f[1], &u, 10) || u > INT32_MAX)
             return fail(c, "bad %s", k);
         if (k[0] == 'p' && k[1] == 'i')
             s->pid = (long)u;
@@ -440,7 +440,7 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         else
             s->seq = (long)u;
     } else if (strcmp(k, "rss") == 0 || strcmp(k, "peak_rss") == 0 || strcmp(k, "sample_bytes") == 0) {
-        if (n != 2 || !num_u64(f[1], &u, 10))
+        if (n != 2 || !ml_field_u64(f[1], &u, 10))
             return fail(c, "bad %s", k);
         *(k[0] == 'r' ? &s->rss : k[0] == 'p' ? &s->peak_rss : &s->sample_bytes) = u;
     } else if (strcmp(k, "exe") == 0) {
@@ -469,13 +469,13 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
             free(arg);
         }
     } else if (strcmp(k, "stacks") == 0) {
-        if (n != 4 || !num_u64(f[1], &s->stacks_used, 10) || !num_u64(f[2], &s->stacks_capacity, 10) ||
-            !num_u64(f[3], &s->stacks_overflowed, 10))
+        if (n != 4 || !ml_field_u64(f[1], &s->stacks_used, 10) || !ml_field_u64(f[2], &s->stacks_capacity, 10) ||
+            !ml_field_u64(f[3], &s->stacks_overflowed, 10))
             return fail(c, "bad stacks line");
     } else if (strcmp(k, "store") == 0) {
         /* key value pairs; a writer may add some */
         for (size_t i = 1; i + 1 < n; i += 2)
-            if (strcmp(f[i], "degraded") == 0 && !num_u64(f[i + 1], &s->stacks_degraded, 10))
+            if (strcmp(f[i], "degraded") == 0 && !ml_field_u64(f[i + 1], &s->stacks_degraded, 10))
                 return fail(c, "bad store line");
     } else if (strcmp(k, "domain") == 0) {
         int d;
@@ -673,7 +673,7 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
             if (n != 2 || strcmp(f[0], ML_FORMAT_MAGIC) != 0) {
                 ok = fail(&c, "not a memledger snapshot (first line must be '%s<TAB>%d')",
                           ML_FORMAT_MAGIC, ML_FORMAT_VERSION);
-            } else if (!num_u64(f[1], &v, 10) || v < 1 || v > ML_FORMAT_VERSION) {
+            } else if (!ml_field_u64(f[1], &v, 10) || v < 1 || v > ML_FORMAT_VERSION) {
                 ok = fail(&c, "snapshot format version '%s' is not supported (this memledger reads 1 to %d)",
                           f[1], ML_FORMAT_VERSION);
             } else {
@@ -699,8 +699,8 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
         } else if (strcmp(f[0], "end") == 0) {
             uint64_t ns, nf, nn = 0;
             bool v2 = s->version >= 2;
-            if (n != (v2 ? 4u : 3u) || !num_u64(f[1], &ns, 10) || !num_u64(f[2], &nf, 10) ||
-                (v2 && !num_u64(f[3], &nn, 10)))
+            if (n != (v2 ? 4u : 3u) || !ml_field_u64(f[1], &ns, 10) || !ml_field_u64(f[2], &nf, 10) ||
+                (v2 && !ml_field_u64(f[3], &nn, 10)))
                 ok = fail(&c, "bad end record");
             else if (ns != s->nstacks || nf != s->nframes || nn != cap.nnodes)
                 ok = fail(&c, "end record says %llu stacks, %llu frames and %llu nodes, but %zu, %zu and %zu "

@@ -102,6 +102,13 @@ void ml_snapshot_stack_frames(const ml_snapshot_t *s, const ml_rstack_t *st, uin
 
 /* Domain name <-> index (format.h's list); -1 when unknown. */
 int ml_domain_index(const char *name);
+
+/* The field readers of the format's text records, for other files in the
+ * same format (why's answers): a field with ml_out_field's escaping undone
+ * ("-" alone is NULL; false on a bad escape; the result is a fresh
+ * string), and an unsigned number in `base` with nothing else around it. */
+bool ml_field_unescape(const char *s, char **out);
+bool ml_field_u64(const char *s, uint64_t *v, int base);
 const char *ml_domain_name(int index);
 /* True when `domain` is selected by `filter` ("cuda" selects cuda.*). */
 bool ml_domain_matches(int domain, const char *filter);

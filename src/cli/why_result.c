@@ -3,6 +3,7 @@
  * as in snapshots ("-" alone is absent); the library writes it in
  * src/python/why.c. */
 #include "cli/why_result.h"
+#include "cli/snapshot_read.h"
 #include "common/format.h"
 #include "common/grow.h"
 
@@ -29,49 +30,6 @@ static bool fail(ctx_t *c, const char *fmt, ...)
     va_end(ap);
     snprintf(c->err, c->errcap, "%s:%zu: %s", c->path, c->line, msg);
     return false;
-}
-
-/* Undoes the writer's escaping; "-" alone is NULL. */
-static bool unescape(const char *s, char **out)
-{
-    *out = NULL;
-    if (strcmp(s, "-") == 0)
-        return true;
-    char *d = malloc(strlen(s) + 1), *q = d;
-    if (!d)
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (*p != '\\') {
-            *q++ = *p;
-            continue;
-        }
-        switch (*++p) {
-        case 't': *q++ = '\t'; break;
-        case 'n': *q++ = '\n'; break;
-        case 'r': *q++ = '\r'; break;
-        case '\\': *q++ = '\\'; break;
-        case '-': *q++ = '-'; break;
-        default:
-            free(d);
-            return false;
-        }
-    }
-    *q = '\0';
-    *out = d;
-    return true;
-}
-
-static bool num(const char *s, uint64_t *v, int base)
-{
-    if (!*s || *s == '-' || *s == '+' || *s == ' ')
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, base);
-    if (errno || *end)
-        return false;
-    *v = x;
-    return true;
 }
 
 static bool snum(const char *s, long *v)
@@ -170,16 +128,16 @@ static bool parse_line(ctx_t *c, ml_why_result_t *r, caps_t *cap, char **f, int 
     ml_why_rsample_t *sm = st && st->nsamples ? &st->samples[st->nsamples - 1] : NULL;
     uint64_t u;
     if (strcmp(f[0], "token") == 0 && n == 2) {
-        return unescape(f[1], &r->token) || fail(c, "bad token");
+        return ml_field_unescape(f[1], &r->token) || fail(c, "bad token");
     } else if (strcmp(f[0], "pid") == 0 && n == 2) {
         return snum(f[1], &r->pid) || fail(c, "bad pid");
     } else if (strcmp(f[0], "seq") == 0 && n == 2) {
         return snum(f[1], &r->seq) || fail(c, "bad seq");
     } else if (strcmp(f[0], "error") == 0 && n == 2) {
-        return unescape(f[1], &r->error) || fail(c, "bad error text");
+        return ml_field_unescape(f[1], &r->error) || fail(c, "bad error text");
     } else if (strcmp(f[0], "python") == 0 && n == 4) {
         r->searched = strcmp(f[2], "1") == 0;
-        return (unescape(f[1], &r->py_version) && unescape(f[3], &r->why_not)) || fail(c, "bad python record");
+        return (ml_field_unescape(f[1], &r->py_version) && ml_field_unescape(f[3], &r->why_not)) || fail(c, "bad python record");
     } else if (strcmp(f[0], "gc") == 0 && n == 5) {
         long v[4];
         for (int i = 0; i < 4; i++)
@@ -191,48 +149,48 @@ static bool parse_line(ctx_t *c, ml_why_result_t *r, caps_t *cap, char **f, int 
             r->gc_count[i] = (int)v[i + 1];
         return true;
     } else if (strcmp(f[0], "time") == 0 && n == 9) {
-        return (num(f[2], &r->gil_wait_us, 10) && num(f[4], &r->pause_us, 10) && num(f[6], &r->run_us, 10) &&
-                num(f[8], &r->scan_us, 10)) ||
+        return (ml_field_u64(f[2], &r->gil_wait_us, 10) && ml_field_u64(f[4], &r->pause_us, 10) && ml_field_u64(f[6], &r->run_us, 10) &&
+                ml_field_u64(f[8], &r->scan_us, 10)) ||
                fail(c, "bad time record");
     } else if (strcmp(f[0], "objects") == 0 && n == 3) {
-        return (num(f[1], &r->objects, 10) && num(f[2], &r->visited, 10)) || fail(c, "bad objects record");
+        return (ml_field_u64(f[1], &r->objects, 10) && ml_field_u64(f[2], &r->visited, 10)) || fail(c, "bad objects record");
     } else if (strcmp(f[0], "heap") == 0 && n == 6) {
-        if (!num(f[1], &r->blocks_seen, 10) || !num(f[2], &r->blocks_scanned, 10) ||
-            !num(f[3], &r->bytes_scanned, 10) || !num(f[4], &u, 10) || u > 64 || !num(f[5], &r->read_failures, 10))
+        if (!ml_field_u64(f[1], &r->blocks_seen, 10) || !ml_field_u64(f[2], &r->blocks_scanned, 10) ||
+            !ml_field_u64(f[3], &r->bytes_scanned, 10) || !ml_field_u64(f[4], &u, 10) || u > 64 || !ml_field_u64(f[5], &r->read_failures, 10))
             return fail(c, "bad heap record");
         r->levels = (unsigned)u;
         return true;
     } else if (strcmp(f[0], "stopped") == 0 && n == 2) {
         if (!ML_GROW(r->stopped, cap->stopped, r->nstopped + 1))
             return fail(c, "out of memory");
-        return unescape(f[1], &r->stopped[r->nstopped++]) || fail(c, "bad stopped text");
+        return ml_field_unescape(f[1], &r->stopped[r->nstopped++]) || fail(c, "bad stopped text");
     } else if (strcmp(f[0], "stack") == 0 && n == 4) {
-        if (!num(f[1], &u, 10) || u >= ML_WHY_MAX_STACKS)
+        if (!ml_field_u64(f[1], &u, 10) || u >= ML_WHY_MAX_STACKS)
             return fail(c, "bad stack slot '%s'", f[1]);
         if (!ML_GROW(r->stacks, cap->stacks, r->nstacks + 1))
             return fail(c, "out of memory");
         st = &r->stacks[r->nstacks++];
         st->slot = (uint32_t)u;
         cap->samples = 0;
-        return num(f[2], &st->live_blocks, 10) || fail(c, "bad live block count");
+        return ml_field_u64(f[2], &st->live_blocks, 10) || fail(c, "bad live block count");
     } else if (strcmp(f[0], "sample") == 0 && n == 5) {
         if (!st)
             return fail(c, "sample before any stack");
-        if (!num(f[1], &u, 10) || u != st->slot)
+        if (!ml_field_u64(f[1], &u, 10) || u != st->slot)
             return fail(c, "sample of slot %s inside the stack of slot %u", f[1], st->slot);
         if (!ML_GROW(st->samples, cap->samples, st->nsamples + 1))
             return fail(c, "out of memory");
         sm = &st->samples[st->nsamples++];
         cap->hops = 0;
-        return (num(f[2], &sm->addr, 16) && num(f[3], &sm->size, 10) && unescape(f[4], &sm->domain)) ||
+        return (ml_field_u64(f[2], &sm->addr, 16) && ml_field_u64(f[3], &sm->size, 10) && ml_field_unescape(f[4], &sm->domain)) ||
                fail(c, "bad sample record");
     } else if (strcmp(f[0], "root") == 0 && n == 7) {
         if (!sm || sm->kind)
             return fail(c, "root without a sample");
         if (!known_kind(f[1]))
             return fail(c, "unknown root kind '%s'", f[1]);
-        return (unescape(f[1], &sm->kind) && unescape(f[2], &sm->a) && unescape(f[3], &sm->b) &&
-                unescape(f[4], &sm->c) && snum(f[5], &sm->line) && unescape(f[6], &sm->type)) ||
+        return (ml_field_unescape(f[1], &sm->kind) && ml_field_unescape(f[2], &sm->a) && ml_field_unescape(f[3], &sm->b) &&
+                ml_field_unescape(f[4], &sm->c) && snum(f[5], &sm->line) && ml_field_unescape(f[6], &sm->type)) ||
                fail(c, "bad root record");
     } else if ((strcmp(f[0], "hop") == 0 && n == 5) || (strcmp(f[0], "native") == 0 && n == 5)) {
         if (!sm || !sm->kind)
@@ -242,22 +200,22 @@ static bool parse_line(ctx_t *c, ml_why_result_t *r, caps_t *cap, char **f, int 
         ml_why_rhop_t *h = &sm->hops[sm->nhops++];
         if (f[0][0] == 'n') {
             h->native = true;
-            return (unescape(f[1], &h->type) && num(f[2], &h->off, 16) && num(f[3], &h->size, 10) &&
-                    unescape(f[4], &h->domain)) ||
+            return (ml_field_unescape(f[1], &h->type) && ml_field_u64(f[2], &h->off, 16) && ml_field_u64(f[3], &h->size, 10) &&
+                    ml_field_unescape(f[4], &h->domain)) ||
                    fail(c, "bad native record");
         }
-        return (unescape(f[1], &h->type) && unescape(f[2], &h->via) && unescape(f[3], &h->name) &&
-                unescape(f[4], &h->func)) ||
+        return (ml_field_unescape(f[1], &h->type) && ml_field_unescape(f[2], &h->via) && ml_field_unescape(f[3], &h->name) &&
+                ml_field_unescape(f[4], &h->func)) ||
                fail(c, "bad hop record");
     } else if (strcmp(f[0], "elided") == 0 && n == 2) {
         if (!sm || !sm->kind)
             return fail(c, "elided before its sample's root");
         sm->elided_at = sm->nhops;
-        return num(f[1], &sm->elided, 10) || fail(c, "bad elided count");
+        return ml_field_u64(f[1], &sm->elided, 10) || fail(c, "bad elided count");
     } else if (strcmp(f[0], "object") == 0 && n == 2) {
         if (!sm || !sm->kind)
             return fail(c, "object before its sample's root");
-        return unescape(f[1], &sm->object) || fail(c, "bad object type");
+        return ml_field_unescape(f[1], &sm->object) || fail(c, "bad object type");
     } else if (strcmp(f[0], "end_sample") == 0 && n == 1) {
         return (sm && sm->kind) || fail(c, "end_sample without a sample and its root");
     } else if (strcmp(f[0], "end") == 0 && n == 1) {

@@ -26,6 +26,7 @@
  * (ctypes' libc.malloc resolved earlier, a pointer kept in a table), and
  * CUDA (the runtime fetched the driver's entry points long ago). */
 #include "init/attach.h"
+#include "init/reloc.h"
 #include "common/config.h"
 #include "common/io.h"
 #include "common/status.h"
@@ -51,15 +52,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#define R_SLOT R_X86_64_JUMP_SLOT
-#define R_GLOB R_X86_64_GLOB_DAT
-#define R_ABS R_X86_64_64
-#elif defined(__aarch64__)
-#define R_SLOT R_AARCH64_JUMP_SLOT
-#define R_GLOB R_AARCH64_GLOB_DAT
-#define R_ABS R_AARCH64_ABS64
-#endif
 
 #define MAX_HOOKS 32
 #define MAX_PATCHED (1u << 16)

@@ -62,6 +62,7 @@
  * thread scans at a time and none waits for it: another finds the scan busy
  * and goes on (the dlsym hook then tries again at the next lookup). */
 #include "init/rebind.h"
+#include "init/reloc.h"
 #include "common/io.h"
 #include "core/modules.h"
 #include "core/real.h"
@@ -81,15 +82,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#define R_SLOT R_X86_64_JUMP_SLOT
-#define R_GLOB R_X86_64_GLOB_DAT
-#define R_ABS R_X86_64_64
-#elif defined(__aarch64__)
-#define R_SLOT R_AARCH64_JUMP_SLOT
-#define R_GLOB R_AARCH64_GLOB_DAT
-#define R_ABS R_AARCH64_ABS64
-#endif
 
 enum { NNAMES = 11 };
 static const char *const names[NNAMES] = {"malloc",        "free",     "calloc", "realloc", "reallocarray",
