@@ -192,23 +192,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Whether process pid has ended (gone, or a zombie not yet reaped). */
-static bool ended(long pid)
-{
-    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-        return true;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *close = strrchr(buf, ')');
-    return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
-}
-
 /* Waits until path exists (want = true) or is gone. Returns 0, or 1 on
  * timeout, 2 on Ctrl-C, 3 when the process ended. */
 static int wait_for(const char *path, bool want, uint64_t timeout_ms, long pid)
@@ -222,7 +205,7 @@ static int wait_for(const char *path, bool want, uint64_t timeout_ms, long pid)
             return 2;
         if (now_ms() > end)
             return 1;
-        if (!(i % 10) && ended(pid))
+        if (!(i % 10) && ml_process_ended(pid))
             return 3;
         struct timespec step = {0, 10 * 1000 * 1000};
         nanosleep(&step, NULL);

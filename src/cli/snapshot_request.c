@@ -93,7 +93,7 @@ static long max_seq(const char *dir, long pid, char *writing, size_t cap)
  * reaped yet (kill(pid, 0) still succeeds on one). A main thread that
  * called pthread_exit() shows as a zombie too while the other threads run
  * on: then there is more than one task. */
-static bool ended(long pid)
+bool ml_process_ended(long pid)
 {
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return true;
@@ -332,7 +332,7 @@ int ml_target_poll(ml_target_t *t, uint64_t timeout_ms, char *path, size_t cap, 
 {
     /* whether it ended is asked first: a snapshot finished just before the
      * end is then still found below */
-    bool gone = ended(t->pid);
+    bool gone = ml_process_ended(t->pid);
     char writing[256];
     if (t->status_fd >= 0) {
         if (ml_target_read_status(t) && t->status.covered > t->requests) {

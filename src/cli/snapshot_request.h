@@ -63,4 +63,9 @@ bool ml_status_find(long pid, int *fd, ml_status_t *out);
 /* Reads an open page consistently; false when it is not one. */
 bool ml_status_read_fd(int fd, long pid, ml_status_t *out);
 
+/* True when pid no longer runs: gone, or a zombie its parent has not
+ * reaped yet (a main thread that called pthread_exit() while other
+ * threads run on is not taken for one). */
+bool ml_process_ended(long pid);
+
 #endif
