@@ -5,6 +5,7 @@
 #include "cli/why_result.h"
 #include "cli/snapshot_read.h"
 #include "common/format.h"
+#include "common/io.h"
 #include "common/grow.h"
 
 #include <errno.h>
@@ -41,20 +42,6 @@ static bool snum(const char *s, long *v)
         return false;
     *v = x;
     return true;
-}
-
-static int split(char *line, char **f, int max)
-{
-    int n = 0;
-    for (char *s = line; n < max;) {
-        f[n++] = s;
-        char *tab = strchr(s, '\t');
-        if (!tab)
-            break;
-        *tab = '\0';
-        s = tab + 1;
-    }
-    return n;
 }
 
 static void free_hop(ml_why_rhop_t *h)
@@ -247,7 +234,7 @@ ml_why_result_t *ml_why_result_load(const char *path, char *err, size_t errcap)
         }
         if (len && line[len - 1] == '\n')
             line[--len] = '\0';
-        int n = split(line, f, 12);
+        int n = ml_split_tabs(line, f, 12);
         if (c.line == 1) {
             char *endp;
             long v = n == 2 ? strtol(f[1], &endp, 10) : -1;

@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include <stdarg.h>
+#include <string.h>
 
 /* Formats into buf (always NUL-terminated when cap > 0). Supports %s %c %%,
  * %d %u %x with a zero-pad flag, a width and the l, ll and z length
@@ -52,6 +53,23 @@ void ml_out_field(ml_out_t *o, const char *s);
 void ml_out_printf(ml_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Returns false when anything failed so far. */
 bool ml_out_flush(ml_out_t *o);
+
+/* Splits a line of the format's text records at its tabs, in place: up
+ * to max fields into f (the last keeps any further tabs). Returns how
+ * many. */
+static inline int ml_split_tabs(char *line, char **f, int max)
+{
+    int n = 0;
+    for (char *s = line; n < max;) {
+        f[n++] = s;
+        char *tab = strchr(s, '\t');
+        if (!tab)
+            break;
+        *tab = '\0';
+        s = tab + 1;
+    }
+    return n;
+}
 
 /* Code point c as UTF-8 into out (room for 4 bytes); returns the bytes
  * written. c must be at most 0x10ffff. */

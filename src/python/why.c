@@ -134,16 +134,7 @@ static int next_line(char **p, char **f, int max)
     } else {
         *p = line + strlen(line);
     }
-    int n = 0;
-    for (char *s = line; n < max;) {
-        f[n++] = s;
-        char *tab = strchr(s, '\t');
-        if (!tab)
-            break;
-        *tab = '\0';
-        s = tab + 1;
-    }
-    return n;
+    return ml_split_tabs(line, f, max);
 }
 
 static bool magic_ok(char **p, const char *magic)
