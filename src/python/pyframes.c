@@ -348,19 +348,74 @@ unsigned ml_pyframes_merge(uint64_t *words, unsigned n, unsigned max)
     return merge_into(words, max, native, n, keys, nf);
 }
 
+/* The raw walk (3.11+): the frames from f as raw keys into out[RAW_MAX],
+ * innermost first, each its instruction pointer with KEY_ENDS_CALL where
+ * it ends an eval-loop call; returns how many, or RAW_NONE where the chain
+ * must take the full walk (a deep one, or a frame whose instruction is
+ * not inside its code object's bytecode). Per frame three loads from the
+ * frame itself and no lookup: the key of a stack seen recently, found in
+ * pystacks.h without a code serial, a memo or a line. In 3.11+ the
+ * bytecode lies inside the code object, so while no interned code object
+ * has been freed the pointer names one code object and one instruction:
+ * the merged stack is a function of these keys (pystacks.h checks the
+ * epoch). */
+#define RAW_MAX ML_PYSTACKS_MAX
+#define RAW_NONE UINT32_MAX
+static inline __attribute__((always_inline)) unsigned raw_as(uintptr_t f, uint64_t *out, const int kind)
+{
+    const uintptr_t o_back = (uintptr_t)L.fr_back, o_code = (uintptr_t)L.fr_code, o_instr = (uintptr_t)L.fr_instr;
+    const uintptr_t o_owner = (uintptr_t)(intptr_t)L.fr_owner, o_entry = (uintptr_t)(intptr_t)L.fr_is_entry;
+    const uintptr_t o_adaptive = (uintptr_t)(intptr_t)L.co_code_adaptive;
+    unsigned n = 0;
+    for (; f && !(f & 7); f = *(const uintptr_t *)(f + o_back)) {
+        if (kind == ML_PYF_CSTACK && *(const int8_t *)(f + o_owner) == ML_PY_OWNED_BY_CSTACK) {
+            if (n)
+                out[n - 1] |= KEY_ENDS_CALL;
+            continue;
+        }
+        uintptr_t code = *(const uintptr_t *)(f + o_code), instr = *(const uintptr_t *)(f + o_instr);
+        /* unsigned: an instruction before the bytecode wraps and fails too */
+        if (ML_UNLIKELY(n == RAW_MAX || !code || (code & 7) || instr - (code + o_adaptive) > INT32_MAX ||
+                        (instr >> 62)))
+            return RAW_NONE;
+        out[n++] = instr | (kind == ML_PYF_ENTRY && *(const uint8_t *)(f + o_entry) ? KEY_ENDS_CALL : 0);
+    }
+    return n;
+}
+
 uint32_t ml_pyframes_intern(unsigned domain, uint64_t *words, unsigned n, unsigned max)
 {
-    uint64_t keys[MAX_FRAMES], native[ML_MAX_DEPTH + 32];
-    unsigned nf = current(keys);
-    uint32_t id = ml_pystacks_find(domain, words, n, keys, nf);
-    if (ML_LIKELY(id))
+    uint64_t keys[MAX_FRAMES], raw[RAW_MAX], native[ML_MAX_DEPTH + 32];
+    unsigned nr = RAW_NONE;
+    uintptr_t ts = (uintptr_t)C.this_thread_state();
+    bool python = ts && !(ts & 7); /* else a thread Python never ran on: no frames */
+    /* raw keys only while every code object's free is seen (the epoch
+     * then says when a pointer may name another code object) */
+    if (python && L.frames != ML_PYF_OBJECT && atomic_load_explicit(&ml_pymem_obj_seen, memory_order_acquire)) {
+        uintptr_t f = rd(ts, L.ts_frame);
+        if (L.cf_current >= 0)
+            f = f && !(f & 7) ? rd(f, L.cf_current) : 0;
+        nr = L.frames == ML_PYF_ENTRY ? raw_as(f, raw, ML_PYF_ENTRY) : raw_as(f, raw, ML_PYF_CSTACK);
+        if (nr != RAW_NONE) {
+            uint32_t id = ml_pystacks_find(domain, words, n, raw, nr, ML_PYKEYS_RAW);
+            if (ML_LIKELY(id))
+                return id;
+        }
+    }
+    unsigned nf = python ? walk(ts, keys) : 0;
+    uint32_t id = 0;
+    if (nr == RAW_NONE && (id = ml_pystacks_find(domain, words, n, keys, nf, ML_PYKEYS_SERIAL)) != 0)
         return id;
     n = n < ML_ARRAY_LEN(native) ? n : (unsigned)ML_ARRAY_LEN(native);
     memcpy(native, words, n * sizeof *words);
     unsigned k = nf ? merge_into(words, max, native, n, keys, nf) : n;
     id = ml_ledger_intern(domain, words, k);
-    if (id >= ML_STACK_FIRST) /* an overflow id is not remembered: the ledger counts each one */
-        ml_pystacks_put(domain, native, n, keys, nf, id);
+    if (id < ML_STACK_FIRST) /* an overflow id is not remembered: the ledger counts each one */
+        return id;
+    if (nr != RAW_NONE)
+        ml_pystacks_put(domain, native, n, raw, nr, ML_PYKEYS_RAW, id);
+    else
+        ml_pystacks_put(domain, native, n, keys, nf, ML_PYKEYS_SERIAL, id);
     return id;
 }
 

@@ -14,6 +14,7 @@
  * Every field is read and written with relaxed atomics, so a torn read is
  * a miss, never undefined behaviour. */
 #include "python/pystacks.h"
+#include "python/pycode.h"
 #include "core/modules.h"
 #include "core/quiesce.h"
 #include "core/sysmem.h"
@@ -32,8 +33,9 @@ typedef struct {
     _Atomic uint32_t seq;
     _Atomic uint32_t id;
     _Atomic uint64_t epoch; /* store and code epochs when put: the id, and raw addresses, valid then */
+    _Atomic uint32_t pyepoch; /* ml_pycode_epoch when put: raw Python keys valid then */
     _Atomic uint16_t n, nf;
-    _Atomic uint8_t domain;
+    _Atomic uint8_t domain; /* with KIND_RAW for raw Python keys */
     _Atomic uint64_t key[]; /* native words in key[0..max), Python keys in key[max..2 max) */
 } entry_t;
 
@@ -48,6 +50,13 @@ static table_t small, large;
 static inline uint64_t epoch_now(void)
 {
     return ml_quiesce_epoch() << 32 | atomic_load_explicit(&ml_code_epoch, memory_order_acquire);
+}
+
+#define KIND_RAW 0x80u /* domains are below it */
+
+static inline uint8_t tag(unsigned domain, int kind)
+{
+    return (uint8_t)(domain | (kind == ML_PYKEYS_RAW ? KIND_RAW : 0));
 }
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -105,15 +114,17 @@ static inline entry_t *slot(const table_t *t, unsigned domain, const uint64_t *n
     return (entry_t *)(t->base + (size_t)(h >> (64 - t->log2)) * t->stride);
 }
 
-uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf)
+uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf,
+                          int kind)
 {
     const table_t *t = table_for(n, nf);
     if (!t)
         return 0;
     entry_t *x = slot(t, domain, native, n, py, nf);
     uint32_t s1 = atomic_load_explicit(&x->seq, memory_order_acquire);
-    if ((s1 & 1) || LD(x->n) != n || LD(x->nf) != nf || LD(x->domain) != domain ||
-        LD(x->epoch) != epoch_now())
+    if ((s1 & 1) || LD(x->n) != n || LD(x->nf) != nf || LD(x->domain) != tag(domain, kind) ||
+        LD(x->epoch) != epoch_now() ||
+        LD(x->pyepoch) != atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire))
         return 0;
     uint64_t diff = 0;
     for (unsigned i = 0; i < n; i++)
@@ -128,7 +139,7 @@ uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, c
 }
 
 void ml_pystacks_put(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf,
-                     uint32_t id)
+                     int kind, uint32_t id)
 {
     const table_t *t = table_for(n, nf);
     if (!t)
@@ -140,7 +151,8 @@ void ml_pystacks_put(unsigned domain, const uint64_t *native, unsigned n, const 
         return;
     atomic_thread_fence(memory_order_release);
     ST(x->epoch, epoch_now());
-    ST(x->domain, (uint8_t)domain);
+    ST(x->pyepoch, atomic_load_explicit(&ml_pycode_epoch, memory_order_acquire));
+    ST(x->domain, tag(domain, kind));
     ST(x->n, (uint16_t)n);
     ST(x->nf, (uint16_t)nf);
     ST(x->id, id);

@@ -16,11 +16,21 @@
 
 bool ml_pystacks_init(void);
 
+/* How the Python part of a key is made. ML_PYKEYS_SERIAL: one key per frame
+ * from code serials (pyframes.c's keys). ML_PYKEYS_RAW: the frames' raw
+ * instruction pointers (3.11+, whose bytecode lies inside its code
+ * object, so the pointer names the code object and the instruction); such
+ * an entry is valid only while no interned code object has been freed
+ * (pycode.h's ml_pycode_epoch), which the table checks. The two kinds never
+ * match each other. */
+enum { ML_PYKEYS_SERIAL, ML_PYKEYS_RAW };
+
 /* The ledger id of the merged stack of (domain, native[n], py[nf]), or 0. */
-uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf);
+uint32_t ml_pystacks_find(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf,
+                          int kind);
 
 /* Remembers it (skipped when too long or the entry is being written). */
 void ml_pystacks_put(unsigned domain, const uint64_t *native, unsigned n, const uint64_t *py, unsigned nf,
-                     uint32_t id);
+                     int kind, uint32_t id);
 
 #endif
