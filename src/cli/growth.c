@@ -112,12 +112,15 @@ static uint8_t frame_filter(ml_growth_t *g, uint32_t uid)
     return g->fmatch[uid];
 }
 
-static bool selected(ml_growth_t *g, const ml_sstack_t *st)
+/* Whether stack `u` counts. Its frames are only asked for (and so
+ * written out, see stackset.h) when patterns need them. */
+static bool selected(ml_growth_t *g, uint32_t u)
 {
-    if (!ml_domain_matches(st->domain, g->opts.domain))
+    if (!ml_domain_matches(ml_stackset_domain(g->set, u), g->opts.domain))
         return false;
     if (!g->opts.ninclude && !g->opts.nexclude)
         return true;
+    const ml_sstack_t *st = ml_stackset_stack(g->set, u);
     bool inc = !g->opts.ninclude;
     for (uint32_t i = 0; i < st->nframes; i++) {
         uint8_t m = frame_filter(g, st->frames[i]);
@@ -189,16 +192,16 @@ static bool place(ml_growth_t *g)
     if (!ML_GROW(g->group_of, g->group_of_cap, n) || !fit_frames(g))
         return false;
     for (size_t u = g->placed; u < n; u++) {
-        const ml_sstack_t *st = ml_stackset_stack(g->set, (uint32_t)u);
         uint32_t gi = NONE;
-        if (selected(g, st)) {
+        if (selected(g, (uint32_t)u)) {
             if (g->opts.group_by == ML_GROUP_STACK) {
                 /* each stack is a row of its own, new, numbered in order:
                  * no key to look up (a large snapshot has hundreds of
                  * thousands) */
-                if ((gi = new_group(g, st->domain, (uint32_t)u)) == NONE)
+                if ((gi = new_group(g, ml_stackset_domain(g->set, (uint32_t)u), (uint32_t)u)) == NONE)
                     return false;
             } else {
+                const ml_sstack_t *st = ml_stackset_stack(g->set, (uint32_t)u);
                 uint32_t at = ml_stack_user_frame(g->set, st, g->fuser);
                 /* the overflow stacks have no frames: each is its own row */
                 uint32_t k = at == NONE ? NONE - 1 - (uint32_t)st->domain : frame_key(g, st->frames[at]);
