@@ -131,21 +131,77 @@ void ml_stackset_free(ml_stackset_t *set)
     free(set);
 }
 
-static char *frame_key(const ml_snapshot_t *snap, const ml_rframe_t *f)
+/* A frame's identity string, built in one buffer that the frames of an
+ * add share: a snapshot has a hundred thousand frames, and a formatted,
+ * allocated string for each cost more than looking it up. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} keybuf_t;
+
+static bool key_put(keybuf_t *b, const char *s, size_t n)
 {
-    char *k = NULL;
-    int r;
-    if (f->kind == ML_FRAME_PYTHON) {
-        r = asprintf(&k, "p\t%s\t%s\t%d", f->file ? f->file : "", f->function ? f->function : "", f->line);
-    } else if (f->mark) { /* a note: its text is what it says ("[49 Python frames elided]") */
-        r = asprintf(&k, "m\t%s", f->function ? f->function : "");
-    } else if (f->module >= 0) {
-        const ml_rmodule_t *m = &snap->modules[f->module];
-        r = asprintf(&k, "n\t%s\t%" PRIx64, m->build_id ? m->build_id : m->path ? m->path : "?", f->offset);
-    } else {
-        r = asprintf(&k, "a\t%" PRIx64, f->offset);
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > nc)
+            nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns)
+            return false;
+        b->s = ns;
+        b->cap = nc;
     }
-    return r < 0 ? NULL : k;
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+    return true;
+}
+
+static bool key_str(keybuf_t *b, const char *s) { return key_put(b, s, strlen(s)); }
+
+/* As printf's %" PRIx64 ": lower-case, no prefix. */
+static bool key_hex(keybuf_t *b, uint64_t v)
+{
+    char t[16];
+    size_t k = sizeof t;
+    do
+        t[--k] = "0123456789abcdef"[v & 15];
+    while (v >>= 4);
+    return key_put(b, t + k, sizeof t - k);
+}
+
+/* As printf's %d. */
+static bool key_int(keybuf_t *b, int v)
+{
+    char t[12];
+    size_t k = sizeof t;
+    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+    do
+        t[--k] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        t[--k] = '-';
+    return key_put(b, t + k, sizeof t - k);
+}
+
+/* The identity of frame f: "p<TAB>file<TAB>function<TAB>line" (Python),
+ * "m<TAB>text" (a mark), "n<TAB>build-id or path<TAB>hex offset" (native
+ * in a module), "a<TAB>hex address" (native elsewhere). Into b->s; false
+ * when out of memory. */
+static bool frame_key(keybuf_t *b, const ml_snapshot_t *snap, const ml_rframe_t *f)
+{
+    b->n = 0;
+    if (f->kind == ML_FRAME_PYTHON)
+        return key_str(b, "p\t") && key_str(b, f->file ? f->file : "") && key_str(b, "\t") &&
+               key_str(b, f->function ? f->function : "") && key_str(b, "\t") && key_int(b, f->line);
+    if (f->mark) /* a note: its text is what it says ("[49 Python frames elided]") */
+        return key_str(b, "m\t") && key_str(b, f->function ? f->function : "");
+    if (f->module >= 0) {
+        const ml_rmodule_t *m = &snap->modules[f->module];
+        return key_str(b, "n\t") && key_str(b, m->build_id ? m->build_id : m->path ? m->path : "?") &&
+               key_str(b, "\t") && key_hex(b, f->offset);
+    }
+    return key_str(b, "a\t") && key_hex(b, f->offset);
 }
 
 static bool same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
@@ -186,22 +242,18 @@ static bool add_modules(ml_stackset_t *set, const ml_snapshot_t *snap, uint32_t 
 
 /* Returns the frame's uid (+1), 0 on out of memory. */
 static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, const uint32_t *modmap,
-                             const ml_rframe_t *f)
+                             const ml_rframe_t *f, keybuf_t *kb)
 {
-    char *key = frame_key(snap, f);
-    if (!key)
+    if (!frame_key(kb, snap, f))
         return 0;
+    const char *key = kb->s;
     uint32_t u = ml_strmap_find(set->fkeys, key);
-    if (u != UINT32_MAX) {
-        free(key);
+    if (u != UINT32_MAX)
         return u + 1;
-    }
     /* the frame is made before its key is added, so that a failure leaves
      * no key without a frame: uids and key ids stay one and the same */
-    if (!ML_GROW(set->frames, set->frames_cap, set->nframes + 1)) {
-        free(key);
+    if (!ML_GROW(set->frames, set->frames_cap, set->nframes + 1))
         return 0;
-    }
     bool ok = true;
     ml_sframe_t sf = {.kind = f->kind, .line = f->line, .offset = f->offset};
     sf.function = f->function ? ml_demangle(f->function) : NULL;
@@ -222,7 +274,6 @@ static uint32_t intern_frame(ml_stackset_t *set, const ml_snapshot_t *snap, cons
     sf.inlined = inl;
     sf.ninlined = inl ? f->ninlined : 0;
     uint32_t id = ok && (sf.function || !f->function) ? ml_strmap_id(set->fkeys, key) : UINT32_MAX;
-    free(key);
     if (id != set->nframes) {
         free_names(&sf);
         return 0;
@@ -456,15 +507,18 @@ static int add(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si, uint32_
         free(modmap);
         return -1;
     }
+    keybuf_t kb = {NULL, 0, 0};
     for (size_t i = 0; i < snap->nframes; i++) {
-        fuid[i] = intern_frame(set, snap, modmap, &snap->frames[i]);
+        fuid[i] = intern_frame(set, snap, modmap, &snap->frames[i], &kb);
         if (!fuid[i]) {
+            free(kb.s);
             free(fuid);
             free(modmap);
             return -1;
         }
         fuid[i]--;
     }
+    free(kb.s);
     free(modmap);
     uint32_t *leaf = map_leaves(set, snap, fuid);
     free(fuid);
