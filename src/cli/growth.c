@@ -31,8 +31,10 @@
 #define NONE UINT32_MAX
 
 typedef struct {
-    ml_sval_t first, last, cur;
-    int64_t prev_live, prev_count;
+    /* in the first and the latest snapshot fed; a feed sums into `last`
+     * (groups are as many as stacks: no third copy for the sum) */
+    ml_sval_t first, last;
+    int64_t prev_live, prev_count; /* the snapshot fed before the latest */
     uint32_t grew, nstacks;
     int domain;
     uint32_t first_stack;
@@ -238,24 +240,23 @@ bool ml_growth_feed(ml_growth_t *g, size_t snap)
     if (!place(g))
         return false;
     for (size_t i = 0; i < g->ng; i++)
-        memset(&g->g[i].cur, 0, sizeof g->g[i].cur);
+        memset(&g->g[i].last, 0, sizeof g->g[i].last);
     for (size_t u = 0; u < g->placed; u++) {
         if (g->group_of[u] == NONE)
             continue;
         ml_sval_t v = ml_stackset_value(g->set, snap, (uint32_t)u);
         if (v.present)
-            add_val(&g->g[g->group_of[u]].cur, &v);
+            add_val(&g->g[g->group_of[u]].last, &v);
     }
     for (size_t i = 0; i < g->ng; i++) {
         group_t *gr = &g->g[i];
         if (g->nfed == 0)
-            gr->first = gr->cur; /* rows that appear later start from zero */
-        else if (gr->cur.live_bytes > gr->prev_live ||
-                 (gr->cur.live_bytes == gr->prev_live && gr->cur.live_count > gr->prev_count))
+            gr->first = gr->last; /* rows that appear later start from zero */
+        else if (gr->last.live_bytes > gr->prev_live ||
+                 (gr->last.live_bytes == gr->prev_live && gr->last.live_count > gr->prev_count))
             gr->grew++; /* more bytes, or as many bytes in more blocks (zero-byte ones) */
-        gr->prev_live = gr->cur.live_bytes;
-        gr->prev_count = gr->cur.live_count;
-        gr->last = gr->cur;
+        gr->prev_live = gr->last.live_bytes;
+        gr->prev_count = gr->last.live_count;
     }
     if (g->nfed == 0)
         g->first_snap = snap;
