@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 typedef struct {
     char *build_id, *path;
@@ -372,6 +373,26 @@ static bool give_frames(ml_stackset_t *set, size_t from)
     return true;
 }
 
+/* Asks for huge pages under an index's slots, where transparent huge
+ * pages are given on request (the usual "madvise" setting). The node
+ * index of a large process is tens of megabytes probed at random: on 4 KiB
+ * pages every probe is a TLB miss and every page a fault of its own, a
+ * third of the time it takes to add a snapshot. Only whole 2 MiB pages
+ * inside the slots are marked (the slots are calloc's, untouched when the
+ * index has just grown); where the kernel has none, nothing changes. */
+static void huge_pages(const ml_hashidx_t *x)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t from = ((uintptr_t)x->slot + huge - 1) & ~(huge - 1);
+    uintptr_t to = ((uintptr_t)x->slot + x->cap * sizeof *x->slot) & ~(huge - 1);
+    if (x->slot && to > from)
+        madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+    (void)x;
+#endif
+}
+
 /* Maps the snapshot's tree onto the set's, node by node (parents come
  * first) into map[0..nnodes]. A node is first tried where the last
  * snapshot's node of the same number went; the index is asked otherwise,
@@ -427,6 +448,8 @@ static uint32_t *map_leaves(ml_stackset_t *set, const ml_snapshot_t *snap, const
         free(leaf);
         return NULL;
     }
+    huge_pages(&set->nidx);
+    huge_pages(&set->sidx);
     if (snap->node_parent) {
         uint32_t *map = malloc((snap->nnodes + 1) * sizeof *map);
         if (!map || !map_nodes(set, snap, fuid, map)) {
