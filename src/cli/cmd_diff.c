@@ -3,7 +3,10 @@
  * snapshots may come from one process or from two different ones; and the
  * CI thresholds. The computation is growth.c's, the choice of rows
  * diff_report.c's, the formats report_*.c's: this file reads options and
- * snapshots and decides the exit status. */
+ * snapshots and decides the exit status. Snapshots are read on a second
+ * thread, each while the one before it is added to the set (a large
+ * snapshot takes as long to read as to add); everything else, messages
+ * included, happens on the main thread, in the order of the paths. */
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "cli/diff_report.h"
@@ -12,6 +15,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,18 +163,79 @@ static int parse(int argc, char **argv, args_t *a, ml_diff_report_t *r)
     return ML_EXIT_OK;
 }
 
-/* Reads the snapshots, in time order, into `set` and `g`. */
+/* One snapshot read on a thread of its own. The reader shares nothing
+ * with the main thread (the set and the growth are only the main
+ * thread's), and keeps its error for the main thread to say. */
+typedef struct {
+    const char *path;
+    ml_snapshot_t *snap;  /* NULL when it could not be read: why in err */
+    char err[1024];
+    pthread_t thread;
+    bool running;         /* on its thread, not yet joined */
+} reader_t;
+
+static void *read_snapshot(void *arg)
+{
+    reader_t *r = arg;
+    r->snap = ml_snapshot_load(r->path, r->err, sizeof r->err);
+    return NULL;
+}
+
+/* Starts reading `path`; where no thread can be had, reads it now. */
+static void reader_start(reader_t *r, const char *path)
+{
+    r->path = path;
+    r->snap = NULL;
+    r->err[0] = '\0';
+    r->running = pthread_create(&r->thread, NULL, read_snapshot, r) == 0;
+    if (!r->running)
+        read_snapshot(r);
+}
+
+/* The snapshot, once read (NULL: see r->err). */
+static ml_snapshot_t *reader_finish(reader_t *r)
+{
+    if (r->running)
+        pthread_join(r->thread, NULL);
+    r->running = false;
+    return r->snap;
+}
+
+/* Reads the snapshots, in time order, into `set` and `g`: snapshot i+1 is
+ * read while snapshot i is added (the first two are read together). The
+ * first snapshot that cannot be read, or whose addition runs out of
+ * memory, is the one reported, as when they were read one by one; a
+ * snapshot read ahead of it is dropped unsaid. */
 static int load(char **paths, int n, ml_snapshot_t **snaps, ml_stackset_t *set, ml_growth_t *g)
 {
-    for (int i = 0; i < n; i++) {
-        snaps[i] = cli_load(paths[i]);
-        if (!snaps[i])
-            return ML_EXIT_USAGE;
+    reader_t next = {.running = false};
+    bool pending = n > 1;
+    if (pending)
+        reader_start(&next, paths[1]);
+    int status = ML_EXIT_OK;
+    snaps[0] = cli_load(paths[0]);
+    if (!snaps[0])
+        status = ML_EXIT_USAGE;
+    for (int i = 0; status == ML_EXIT_OK && i < n; i++) {
         if (ml_stackset_add(set, snaps[i]) < 0 || !ml_growth_feed(g, (size_t)i)) {
             cli_error("out of memory reading %s", paths[i]);
-            return ML_EXIT_FAIL;
+            status = ML_EXIT_FAIL;
+        } else if (i + 1 < n) {
+            snaps[i + 1] = reader_finish(&next);
+            pending = false;
+            if (!snaps[i + 1]) {
+                cli_error("%s", next.err);
+                status = ML_EXIT_USAGE;
+            } else if (i + 2 < n) {
+                reader_start(&next, paths[i + 2]);
+                pending = true;
+            }
         }
     }
+    if (pending)
+        ml_snapshot_free(reader_finish(&next));
+    if (status != ML_EXIT_OK)
+        return status;
     for (int i = 1; i < n; i++)
         if (snaps[i]->sample_bytes != snaps[0]->sample_bytes)
             cli_error("warning: %s was sampled every %llu bytes and %s every %llu; growth mixes estimates",

@@ -11,8 +11,11 @@
 
 bool ml_diff_report_select(ml_diff_report_t *r, ml_growth_t *g, uint64_t limit, bool only_grows)
 {
+    /* only the rows that grew (and, with only_grows, grew in every
+     * interval), in the order they have among all rows: a diff of a large
+     * process has hundreds of thousands of stacks, a few dozen of them grown */
     size_t nall;
-    const ml_growth_row_t *rows = ml_growth_rows(g, &nall);
+    const ml_growth_row_t *rows = ml_growth_grown_rows(g, only_grows, &nall);
     free(r->rows);
     r->rows = rows ? calloc(nall + 1, sizeof *r->rows) : NULL;
     r->nrows = r->show = r->hidden = r->only_grows = 0;
@@ -21,10 +24,6 @@ bool ml_diff_report_select(ml_diff_report_t *r, ml_growth_t *g, uint64_t limit, 
     if (!r->rows)
         return false;
     for (size_t i = 0; i < nall; i++) {
-        if (rows[i].growth_bytes <= 0 && rows[i].growth_count <= 0)
-            continue;
-        if (only_grows && !ml_growth_only_grows(&rows[i]))
-            continue;
         if (!r->largest && rows[i].growth_bytes > 0)
             r->largest = &rows[i];
         if (rows[i].growth_bytes < 0 || (uint64_t)rows[i].growth_bytes < r->min_growth) {

@@ -31,8 +31,10 @@
 #define NONE UINT32_MAX
 
 typedef struct {
-    ml_sval_t first, last, cur;
-    int64_t prev_live, prev_count;
+    /* in the first and the latest snapshot fed; a feed sums into `last`
+     * (groups are as many as stacks: no third copy for the sum) */
+    ml_sval_t first, last;
+    int64_t prev_live, prev_count; /* the snapshot fed before the latest */
     uint32_t grew, nstacks;
     int domain;
     uint32_t first_stack;
@@ -48,7 +50,7 @@ struct ml_growth {
     uint32_t *fkey;     /* per frame uid: grouping key id, NONE until computed */
     size_t fcap;
     ml_strmap_t *keys;  /* grouping key strings -> ids */
-    ml_hashidx_t groups; /* (key id, domain) -> row index */
+    ml_hashidx_t groups; /* (key id, domain) -> row index; unused for group-by stack */
     group_t *g;
     size_t ng, gcap;
     size_t nfed, first_snap, last_snap;
@@ -112,12 +114,15 @@ static uint8_t frame_filter(ml_growth_t *g, uint32_t uid)
     return g->fmatch[uid];
 }
 
-static bool selected(ml_growth_t *g, const ml_sstack_t *st)
+/* Whether stack `u` counts. Its frames are only asked for (and so
+ * written out, see stackset.h) when patterns need them. */
+static bool selected(ml_growth_t *g, uint32_t u)
 {
-    if (!ml_domain_matches(st->domain, g->opts.domain))
+    if (!ml_domain_matches(ml_stackset_domain(g->set, u), g->opts.domain))
         return false;
     if (!g->opts.ninclude && !g->opts.nexclude)
         return true;
+    const ml_sstack_t *st = ml_stackset_stack(g->set, u);
     bool inc = !g->opts.ninclude;
     for (uint32_t i = 0; i < st->nframes; i++) {
         uint8_t m = frame_filter(g, st->frames[i]);
@@ -189,24 +194,29 @@ static bool place(ml_growth_t *g)
     if (!ML_GROW(g->group_of, g->group_of_cap, n) || !fit_frames(g))
         return false;
     for (size_t u = g->placed; u < n; u++) {
-        const ml_sstack_t *st = ml_stackset_stack(g->set, (uint32_t)u);
         uint32_t gi = NONE;
-        if (selected(g, st)) {
-            uint64_t key = u;
-            if (g->opts.group_by != ML_GROUP_STACK) {
+        if (selected(g, (uint32_t)u)) {
+            if (g->opts.group_by == ML_GROUP_STACK) {
+                /* each stack is a row of its own, new, numbered in order:
+                 * no key to look up (a large snapshot has hundreds of
+                 * thousands) */
+                if ((gi = new_group(g, ml_stackset_domain(g->set, (uint32_t)u), (uint32_t)u)) == NONE)
+                    return false;
+            } else {
+                const ml_sstack_t *st = ml_stackset_stack(g->set, (uint32_t)u);
                 uint32_t at = ml_stack_user_frame(g->set, st, g->fuser);
                 /* the overflow stacks have no frames: each is its own row */
                 uint32_t k = at == NONE ? NONE - 1 - (uint32_t)st->domain : frame_key(g, st->frames[at]);
                 if (k == NONE)
                     return false;
-                key = (uint64_t)k << 8 | (uint64_t)st->domain;
+                uint64_t key = (uint64_t)k << 8 | (uint64_t)st->domain;
+                size_t before = g->groups.n;
+                gi = ml_hashidx_u64(&g->groups, key);
+                if (gi == NONE)
+                    return false;
+                if (g->groups.n != before && new_group(g, st->domain, (uint32_t)u) != gi)
+                    return false;
             }
-            size_t before = g->groups.n;
-            gi = ml_hashidx_u64(&g->groups, key);
-            if (gi == NONE)
-                return false;
-            if (g->groups.n != before && new_group(g, st->domain, (uint32_t)u) != gi)
-                return false;
             g->g[gi].nstacks++;
         }
         g->group_of[u] = gi;
@@ -230,24 +240,23 @@ bool ml_growth_feed(ml_growth_t *g, size_t snap)
     if (!place(g))
         return false;
     for (size_t i = 0; i < g->ng; i++)
-        memset(&g->g[i].cur, 0, sizeof g->g[i].cur);
+        memset(&g->g[i].last, 0, sizeof g->g[i].last);
     for (size_t u = 0; u < g->placed; u++) {
         if (g->group_of[u] == NONE)
             continue;
         ml_sval_t v = ml_stackset_value(g->set, snap, (uint32_t)u);
         if (v.present)
-            add_val(&g->g[g->group_of[u]].cur, &v);
+            add_val(&g->g[g->group_of[u]].last, &v);
     }
     for (size_t i = 0; i < g->ng; i++) {
         group_t *gr = &g->g[i];
         if (g->nfed == 0)
-            gr->first = gr->cur; /* rows that appear later start from zero */
-        else if (gr->cur.live_bytes > gr->prev_live ||
-                 (gr->cur.live_bytes == gr->prev_live && gr->cur.live_count > gr->prev_count))
+            gr->first = gr->last; /* rows that appear later start from zero */
+        else if (gr->last.live_bytes > gr->prev_live ||
+                 (gr->last.live_bytes == gr->prev_live && gr->last.live_count > gr->prev_count))
             gr->grew++; /* more bytes, or as many bytes in more blocks (zero-byte ones) */
-        gr->prev_live = gr->cur.live_bytes;
-        gr->prev_count = gr->cur.live_count;
-        gr->last = gr->cur;
+        gr->prev_live = gr->last.live_bytes;
+        gr->prev_count = gr->last.live_count;
     }
     if (g->nfed == 0)
         g->first_snap = snap;
@@ -273,51 +282,89 @@ uint32_t ml_growth_group_of(const ml_growth_t *g, uint32_t stack)
     return stack < g->placed ? g->group_of[stack] : NONE;
 }
 
-const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n)
+/* Row i as it stands (its stack is the group's first; `user` unset). */
+static void make_row(const ml_growth_t *g, size_t i, ml_growth_row_t *r)
+{
+    const group_t *gr = &g->g[i];
+    memset(r, 0, sizeof *r);
+    r->stack = gr->first_stack;
+    r->domain = gr->domain;
+    r->nstacks = gr->nstacks;
+    r->first = gr->first;
+    r->last = gr->last;
+    r->growth_bytes = gr->last.live_bytes - gr->first.live_bytes;
+    r->growth_count = gr->last.live_count - gr->first.live_count;
+    r->intervals = g->nfed ? (uint32_t)g->nfed - 1 : 0;
+    r->grew = gr->grew;
+    r->group = (uint32_t)i;
+}
+
+enum { ALL_ROWS, GROWN_ROWS, ONLY_GROWS_ROWS };
+
+/* The rows `which` asks for, sorted (ml_growth_rows, ml_growth_grown_rows).
+ * A diff wants the few rows that grew among hundreds of thousands: only
+ * the rows kept cost a user-frame walk and a place in the sort, and
+ * by_growth is a total order (the stack breaks every tie), so sorting the
+ * rows kept gives the order they have among all of them. */
+static const ml_growth_row_t *rows_of(ml_growth_t *g, int which, size_t *n)
 {
     free(g->rows);
-    g->rows = calloc(g->ng + 1, sizeof *g->rows);
-    if (!g->rows)
+    g->rows = NULL;
+    /* row index by group, NONE for the groups left out */
+    uint32_t *row_of = malloc((g->ng + 1) * sizeof *row_of);
+    if (!row_of)
         return NULL;
+    size_t nr = 0;
     for (size_t i = 0; i < g->ng; i++) {
-        const group_t *gr = &g->g[i];
-        ml_growth_row_t *r = &g->rows[i];
-        r->stack = gr->first_stack;
-        r->domain = gr->domain;
-        r->nstacks = gr->nstacks;
-        r->first = gr->first;
-        r->last = gr->last;
-        r->growth_bytes = gr->last.live_bytes - gr->first.live_bytes;
-        r->growth_count = gr->last.live_count - gr->first.live_count;
-        r->intervals = g->nfed ? (uint32_t)g->nfed - 1 : 0;
-        r->grew = gr->grew;
-        r->group = (uint32_t)i;
+        ml_growth_row_t r;
+        make_row(g, i, &r);
+        bool keep = which == ALL_ROWS || ((r.growth_bytes > 0 || r.growth_count > 0) &&
+                                          (which == GROWN_ROWS || ml_growth_only_grows(&r)));
+        row_of[i] = keep ? (uint32_t)nr++ : NONE;
     }
+    g->rows = calloc(nr + 1, sizeof *g->rows);
+    if (!g->rows) {
+        free(row_of);
+        return NULL;
+    }
+    for (size_t i = 0; i < g->ng; i++)
+        if (row_of[i] != NONE)
+            make_row(g, i, &g->rows[row_of[i]]);
     if (g->opts.group_by != ML_GROUP_STACK && g->nfed) {
         /* show each group through the member that grew most */
-        int64_t *best = malloc((g->ng + 1) * sizeof *best);
-        if (!best)
+        int64_t *best = malloc((nr + 1) * sizeof *best);
+        if (!best) {
+            free(row_of);
             return NULL;
-        for (size_t i = 0; i < g->ng; i++)
+        }
+        for (size_t i = 0; i < nr; i++)
             best[i] = INT64_MIN;
         for (size_t u = 0; u < g->placed; u++) {
             uint32_t gi = g->group_of[u];
-            if (gi == NONE)
+            if (gi == NONE || row_of[gi] == NONE)
                 continue;
             int64_t d = ml_stackset_value(g->set, g->last_snap, (uint32_t)u).live_bytes -
                         ml_stackset_value(g->set, g->first_snap, (uint32_t)u).live_bytes;
-            if (d > best[gi]) {
-                best[gi] = d;
-                g->rows[gi].stack = (uint32_t)u;
+            if (d > best[row_of[gi]]) {
+                best[row_of[gi]] = d;
+                g->rows[row_of[gi]].stack = (uint32_t)u;
             }
         }
         free(best);
     }
-    for (size_t i = 0; i < g->ng; i++)
+    free(row_of);
+    for (size_t i = 0; i < nr; i++)
         g->rows[i].user = ml_stack_user_frame(g->set, ml_stackset_stack(g->set, g->rows[i].stack), g->fuser);
-    qsort(g->rows, g->ng, sizeof *g->rows, by_growth);
-    *n = g->ng;
+    qsort(g->rows, nr, sizeof *g->rows, by_growth);
+    *n = nr;
     return g->rows;
+}
+
+const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n) { return rows_of(g, ALL_ROWS, n); }
+
+const ml_growth_row_t *ml_growth_grown_rows(ml_growth_t *g, bool only_grows, size_t *n)
+{
+    return rows_of(g, only_grows ? ONLY_GROWS_ROWS : GROWN_ROWS, n);
 }
 
 void ml_growth_totals(const ml_growth_t *g, ml_sval_t *first, ml_sval_t *last)

@@ -66,6 +66,12 @@ size_t ml_growth_nfed(const ml_growth_t *g);
  * lasts until the next call. Returns NULL when out of memory. */
 const ml_growth_row_t *ml_growth_rows(ml_growth_t *g, size_t *n);
 
+/* Only the rows whose live bytes or allocations grew and, with only_grows,
+ * that grew in every interval (ml_growth_only_grows), in the same order:
+ * what a diff shows, without ordering the rows that did not grow. The
+ * array belongs to `g` and lasts until the next call (of either). */
+const ml_growth_row_t *ml_growth_grown_rows(ml_growth_t *g, bool only_grows, size_t *n);
+
 /* The row number (ml_growth_row_t.group) stack `stack` is counted in;
  * UINT32_MAX when no row takes it (filtered out, or not yet fed). */
 uint32_t ml_growth_group_of(const ml_growth_t *g, uint32_t stack);

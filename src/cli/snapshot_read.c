@@ -2,8 +2,9 @@
  * Line-oriented and strict: every number is checked, every reference is
  * bounds-checked, lines are capped in length, and the closing `end` record
  * must agree with what was read, so truncation is always noticed. A
- * gzip-compressed file (version 2 writes one) is read through zlib as if
- * it were the text, so the parser sees lines either way. */
+ * gzip-compressed file (version 2 writes one) is inflated into a buffer
+ * whose lines are parsed in place; plain text is read with getline: the
+ * parser sees lines either way. */
 #include "cli/snapshot_read.h"
 #include "common/grow.h"
 
@@ -69,19 +70,55 @@ static bool fail(ctx_t *c, const char *fmt, ...)
     return false;
 }
 
-/* Splits a line at tabs in place; returns the number of fields. */
-static size_t split(char *line, char **f, size_t max)
+/* Splits a line of len bytes at tabs in place; returns the number of
+ * fields, max + 1 when there are more. *nul tells whether the line holds
+ * a NUL byte, which the caller refuses whatever the fields: one pass over
+ * the line looks for both (most lines of a large snapshot are short, and
+ * a library call per line cost more than the line). */
+static size_t split(char *line, size_t len, char **f, size_t max, bool *nul)
 {
     size_t n = 0;
+    bool more = false, zero = false;
     f[n++] = line;
-    for (char *p = line; *p; p++)
+    for (char *p = line, *end = line + len; p < end; p++) {
         if (*p == '\t') {
             *p = '\0';
-            if (n == max)
-                return max + 1;
-            f[n++] = p + 1;
+            if (n < max)
+                f[n++] = p + 1;
+            else
+                more = true;
+        } else if (*p == '\0') {
+            zero = true;
         }
-    return n;
+    }
+    *nul = zero;
+    return more ? max + 1 : n;
+}
+
+/* The records the parser knows, by their first field. */
+enum record { REC_OTHER, REC_MODULE, REC_FRAME, REC_INLINE, REC_NODE, REC_S, REC_STACK, REC_END };
+
+/* What a record's first field names: the whole field must match. Looked
+ * at a character first, since nodes and stacks are most of the lines. */
+static enum record record_kind(const char *k)
+{
+    switch (k[0]) {
+    case 'N':
+    case 'n':
+        return k[1] == '\0' ? REC_NODE : REC_OTHER;
+    case 's':
+        return k[1] == '\0' ? REC_S : strcmp(k, "stack") == 0 ? REC_STACK : REC_OTHER;
+    case 'm':
+        return strcmp(k, "module") == 0 ? REC_MODULE : REC_OTHER;
+    case 'f':
+        return strcmp(k, "frame") == 0 ? REC_FRAME : REC_OTHER;
+    case 'i':
+        return strcmp(k, "inline") == 0 ? REC_INLINE : REC_OTHER;
+    case 'e':
+        return strcmp(k, "end") == 0 ? REC_END : REC_OTHER;
+    default:
+        return REC_OTHER;
+    }
 }
 
 /* Undoes ml_out_field's escaping. "-" alone is NULL. Returns false on a bad
@@ -516,9 +553,10 @@ typedef struct {
     unsigned char in[1 << 16];
 } gz_t;
 
-static ssize_t gz_read(void *cookie, char *buf, size_t size)
+/* Up to `size` bytes of the text into buf: fewer only at its end (or
+ * where the file is cut), 0 after it, -1 with errno set on an error. */
+static ssize_t gz_read(gz_t *g, char *buf, size_t size)
 {
-    gz_t *g = cookie;
     if (g->done || !size)
         return 0;
     g->z.next_out = (unsigned char *)buf;
@@ -553,69 +591,130 @@ static ssize_t gz_read(void *cookie, char *buf, size_t size)
     return (ssize_t)((char *)g->z.next_out - buf);
 }
 
-static int gz_close(void *cookie)
+/* ---- lines ---- */
+
+/* The text is inflated GZ_PIECE bytes at a time, each piece whole or not
+ * at all: what the stdio stream this reader once read through did with
+ * its buffer, so a damaged file is refused at the same line with the same
+ * words as ever (the fuzz corpus and test_bad_files hold them to it). */
+#define GZ_PIECE 8192
+
+/* Where the parser's lines come from: a text stream, through getline, or
+ * a gzip stream inflated into a buffer of its own, where lines are found
+ * and parsed in place (no copy of each line, no stdio underneath: a large
+ * snapshot is millions of short lines). */
+typedef struct {
+    FILE *fp;             /* text, or NULL */
+    gz_t *gz;             /* gzip, or NULL */
+    char *buf;            /* fp: getline's line; gz: the inflated text */
+    size_t cap;
+    size_t start, end;    /* gz: the text not yet handed out */
+    bool over;            /* gz: gz_read said 0 or -1; nothing more comes */
+} lines_t;
+
+/* The next line as getline(3) gives it: into *line, NUL-terminated, its
+ * length with the '\n' (none on a last line without one); -1 at the end
+ * or on an error (errno set). A line past MAX_LINE bytes is given as soon
+ * as that is known, cut there: the caller refuses it for its length. */
+static ssize_t next_line(lines_t *l, char **line)
 {
-    gz_t *g = cookie;
-    inflateEnd(&g->z);
-    free(g);
-    return 0;
+    if (l->fp) {
+        ssize_t n = getline(&l->buf, &l->cap, l->fp);
+        *line = l->buf;
+        return n;
+    }
+    char *nl;
+    size_t scanned = 0; /* bytes after start known to hold no '\n' */
+    while (!(nl = memchr(l->buf + l->start + scanned, '\n', l->end - l->start - scanned))) {
+        scanned = l->end - l->start;
+        if (scanned > MAX_LINE || l->over) {
+            if (!scanned)
+                return -1;
+            /* the last line, without its '\n', or one too long to keep */
+            *line = l->buf + l->start;
+            l->start = l->end;
+            (*line)[scanned] = '\0';
+            return (ssize_t)scanned;
+        }
+        if (l->cap - l->end < GZ_PIECE + 1) {
+            /* the line so far to the front, then more room if that was not enough */
+            memmove(l->buf, l->buf + l->start, scanned);
+            l->start = 0;
+            l->end = scanned;
+            if (l->cap - l->end < GZ_PIECE + 1) {
+                size_t nc = l->cap * 2;
+                char *nb = realloc(l->buf, nc);
+                if (!nb) {
+                    errno = ENOMEM;
+                    return -1;
+                }
+                l->buf = nb;
+                l->cap = nc;
+            }
+        }
+        ssize_t got = gz_read(l->gz, l->buf + l->end, GZ_PIECE);
+        if (got <= 0)
+            l->over = true; /* errno is gz_read's on an error */
+        else
+            l->end += (size_t)got;
+    }
+    size_t len = (size_t)(nl - (l->buf + l->start)) + 1;
+    *line = l->buf + l->start;
+    l->start += len;
+    return (ssize_t)len;
 }
 
-/* A stream of the decompressed text of fp, whose first two bytes (the gzip
- * magic) were read already; NULL when it cannot be set up. */
-static FILE *gz_open(FILE *fp, gz_t **out)
-{
-    gz_t *g = calloc(1, sizeof *g);
-    if (!g || inflateInit2(&g->z, 15 + 16) != Z_OK) {
-        free(g);
-        return NULL;
-    }
-    g->src = fp;
-    g->in[0] = 0x1f;
-    g->in[1] = 0x8b;
-    g->z.next_in = g->in;
-    g->z.avail_in = 2;
-    cookie_io_functions_t io = {gz_read, NULL, NULL, gz_close};
-    FILE *z = fopencookie(g, "r", io);
-    if (!z) {
-        gz_close(g);
-        g = NULL;
-    }
-    *out = g;
-    return z;
-}
-
-static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t errcap, const gz_t *gz);
+static ml_snapshot_t *read_text(lines_t *src, const char *path, char *err, size_t errcap);
 
 ml_snapshot_t *ml_snapshot_read(FILE *fp, const char *path, char *err, size_t errcap)
 {
+    lines_t src = {0};
     int c0 = fgetc(fp);
     if (c0 != 0x1f) {
         if (c0 != EOF)
             ungetc(c0, fp);
-        return read_text(fp, path, err, errcap, NULL);
+        src.fp = fp;
+        ml_snapshot_t *s = read_text(&src, path, err, errcap);
+        free(src.buf);
+        return s;
     }
     if (fgetc(fp) != 0x8b) {
         snprintf(err, errcap, "%s:1: not a memledger snapshot (neither its text nor gzip-compressed)", path);
         return NULL;
     }
-    gz_t *g = NULL;
-    FILE *z = gz_open(fp, &g);
-    if (!z) {
+    gz_t *g = calloc(1, sizeof *g);
+    if (!g || inflateInit2(&g->z, 15 + 16) != Z_OK) {
+        free(g);
         snprintf(err, errcap, "%s: out of memory", path);
         return NULL;
     }
-    ml_snapshot_t *s = read_text(z, path, err, errcap, g);
-    fclose(z);
+    /* the gzip magic, read already */
+    g->src = fp;
+    g->in[0] = 0x1f;
+    g->in[1] = 0x8b;
+    g->z.next_in = g->in;
+    g->z.avail_in = 2;
+    src.gz = g;
+    src.cap = 1 << 18; /* lines are short: this grows only for a long one */
+    if (!(src.buf = malloc(src.cap))) {
+        inflateEnd(&g->z);
+        free(g);
+        snprintf(err, errcap, "%s: out of memory", path);
+        return NULL;
+    }
+    ml_snapshot_t *s = read_text(&src, path, err, errcap);
+    inflateEnd(&g->z);
+    free(g);
+    free(src.buf);
     return s;
 }
 
-static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t errcap, const gz_t *gz)
+static ml_snapshot_t *read_text(lines_t *src, const char *path, char *err, size_t errcap)
 {
+    const gz_t *gz = src->gz;
     ctx_t c = {path, 0, err, errcap};
     ml_snapshot_t *s = calloc(1, sizeof *s);
     char *line = NULL;
-    size_t linecap = 0;
     char **f = malloc((MAX_FIELDS + 1) * sizeof *f);
     caps_t cap;
     memset(&cap, 0, sizeof cap);
@@ -627,7 +726,7 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
     int phase = 0; /* 0 header, 1 modules, 2 frames, 3 stacks: records come in this order */
     while (ok) {
         errno = 0;
-        ssize_t len = getline(&line, &linecap, fp);
+        ssize_t len = next_line(src, &line);
         if (len < 0) {
             if (gz && gz->corrupt)
                 ok = fail(&c, "corrupt compressed data after this line");
@@ -649,11 +748,6 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
             break;
         }
         line[--len] = '\0';
-        if (memchr(line, '\0', (size_t)len)) {
-            ok = fail(&c, "NUL byte in a record");
-            break;
-        }
-        char *rest = strchr(line, '\t');
         char raw_rest[1];
         raw_rest[0] = '\0';
         /* headers keep their raw text; records need no copy (most lines) */
@@ -661,8 +755,15 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
                       strncmp(line, "N\t", 2) == 0 || strncmp(line, "n\t", 2) == 0 ||
                       strncmp(line, "s\t", 2) == 0 || strncmp(line, "stack\t", 6) == 0 ||
                       strncmp(line, "end\t", 4) == 0;
-        char *rest_copy = rest && !record ? strdup(rest + 1) : NULL;
-        size_t n = split(line, f, MAX_FIELDS);
+        char *rest = record ? NULL : strchr(line, '\t');
+        char *rest_copy = rest ? strdup(rest + 1) : NULL;
+        bool nul;
+        size_t n = split(line, (size_t)len, f, MAX_FIELDS, &nul);
+        if (nul) {
+            free(rest_copy);
+            ok = fail(&c, "NUL byte in a record");
+            break;
+        }
         if (n > MAX_FIELDS) {
             free(rest_copy);
             ok = fail(&c, "more than %d fields", MAX_FIELDS);
@@ -682,21 +783,22 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
             free(rest_copy);
             continue;
         }
-        if (strcmp(f[0], "module") == 0) {
-            ok = phase <= 1 ? parse_module(&c, s, &cap, f, n) : fail(&c, "module record after frames");
-            phase = 1;
-        } else if (strcmp(f[0], "frame") == 0) {
-            ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after nodes or stacks");
-            phase = 2;
-        } else if (strcmp(f[0], "inline") == 0 && s->version >= 2) {
-            ok = phase == 2 ? parse_inline(&c, s, f, n) : fail(&c, "inline record outside the frames");
-        } else if ((strcmp(f[0], "N") == 0 || strcmp(f[0], "n") == 0) && s->version >= 2) {
+        enum record kind = record_kind(f[0]);
+        if (kind == REC_NODE && s->version >= 2) { /* the most common first */
             ok = phase <= 3 ? parse_node(&c, s, &cap, f, n) : fail(&c, "node record after stacks");
             phase = 3;
-        } else if (s->version >= 2 ? strcmp(f[0], "s") == 0 : strcmp(f[0], "stack") == 0) {
+        } else if (kind == (s->version >= 2 ? REC_S : REC_STACK)) {
             ok = parse_stack(&c, s, &cap, f, n);
             phase = 4;
-        } else if (strcmp(f[0], "end") == 0) {
+        } else if (kind == REC_MODULE) {
+            ok = phase <= 1 ? parse_module(&c, s, &cap, f, n) : fail(&c, "module record after frames");
+            phase = 1;
+        } else if (kind == REC_FRAME) {
+            ok = phase <= 2 ? parse_frame(&c, s, &cap, f, n) : fail(&c, "frame record after nodes or stacks");
+            phase = 2;
+        } else if (kind == REC_INLINE && s->version >= 2) {
+            ok = phase == 2 ? parse_inline(&c, s, f, n) : fail(&c, "inline record outside the frames");
+        } else if (kind == REC_END) {
             uint64_t ns, nf, nn = 0;
             bool v2 = s->version >= 2;
             if (n != (v2 ? 4u : 3u) || !ml_field_u64(f[1], &ns, 10) || !ml_field_u64(f[2], &nf, 10) ||
@@ -732,7 +834,6 @@ static ml_snapshot_t *read_text(FILE *fp, const char *path, char *err, size_t er
         c.line++;
         ok = fail(&c, "truncated: no end record");
     }
-    free(line);
     free(f);
     free(cap.depth);
     if (s) {

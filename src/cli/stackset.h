@@ -91,7 +91,12 @@ void ml_stackset_drop_values(ml_stackset_t *set, size_t snap);
 size_t ml_stackset_nsnapshots(const ml_stackset_t *set);
 size_t ml_stackset_nstacks(const ml_stackset_t *set);
 size_t ml_stackset_nframes(const ml_stackset_t *set);
+/* Stack `uid`, its frames included. Its frames are written out of the
+ * set's tree the first time it is asked for (most stacks of a large diff
+ * never are), so the set is not to be read from two threads at once. */
 const ml_sstack_t *ml_stackset_stack(const ml_stackset_t *set, uint32_t uid);
+/* Its domain alone, without writing out its frames. */
+int ml_stackset_domain(const ml_stackset_t *set, uint32_t uid);
 const ml_sframe_t *ml_stackset_frame(const ml_stackset_t *set, uint32_t uid);
 /* The totals of stack `uid` in snapshot `snap` (zero, present=false, when absent). */
 ml_sval_t ml_stackset_value(const ml_stackset_t *set, size_t snap, uint32_t uid);

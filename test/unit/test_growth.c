@@ -7,6 +7,7 @@
 #include "cli/stackset.h"
 #include "cli/user_frame.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +200,71 @@ static void test_filters(void)
         drop(s[k]);
 }
 
+/* ml_growth_grown_rows is ml_growth_rows less the rows that did not grow
+ * (or, with only_grows, did not grow in every interval), in the same
+ * order with the same figures, whatever the grouping: random stacks over
+ * the frames above, in four snapshots whose values go up, down or away. */
+static void test_grown_rows(void)
+{
+    enum { NST = 300, NSNAP = 4 };
+    static st_t st[NSNAP][NST];
+    uint64_t r = 88172645463325252ull;
+    for (size_t i = 0; i < NST; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        st_t one = {r % 5 ? ML_DOM_MALLOC : ML_DOM_PYTHON, 0, (uint32_t)(1 + r % 4), {0}};
+        for (uint32_t k = 0; k < one.n; k++)
+            one.f[k] = (uint32_t)((r >> (8 + 4 * k)) % ML_ARRAY_LEN(frames));
+        for (size_t k = 0; k < NSNAP; k++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            st[k][i] = one;
+            st[k][i].live = (int64_t)(r % 3 ? (i % 7) * 100 + k * (r % 5) * 50 : r % 1000);
+        }
+    }
+    ml_snapshot_t *s[NSNAP];
+    ml_stackset_t *set = ml_stackset_new();
+    for (size_t k = 0; k < NSNAP; k++) {
+        s[k] = snap(st[k], NST - (k == 1 ? 40 : 0)); /* some stacks away from one snapshot */
+        CHECK_EQ(ml_stackset_add(set, s[k]), k);
+    }
+    for (int how = ML_GROUP_STACK; how <= ML_GROUP_FUNCTION; how++) {
+        for (size_t nfed = 1; nfed <= NSNAP; nfed++) {
+            ml_growth_opts_t o = {.group_by = (enum ml_group_by)how};
+            ml_growth_t *g = ml_growth_new(set, &o);
+            for (size_t k = 0; k < nfed; k++)
+                CHECK(ml_growth_feed(g, k));
+            size_t nall, want = 0, n;
+            const ml_growth_row_t *all = ml_growth_rows(g, &nall);
+            ml_growth_row_t *copy = calloc(nall + 1, sizeof *copy);
+            for (int only = 0; only <= 1; only++) {
+                want = 0;
+                for (size_t i = 0; i < nall; i++)
+                    if ((all[i].growth_bytes > 0 || all[i].growth_count > 0) &&
+                        (!only || ml_growth_only_grows(&all[i])))
+                        copy[want++] = all[i];
+                const ml_growth_row_t *grown = ml_growth_grown_rows(g, only, &n);
+                CHECK_EQ(n, want);
+                for (size_t i = 0; i < n && i < want; i++)
+                    CHECK(grown[i].stack == copy[i].stack && grown[i].user == copy[i].user &&
+                          grown[i].domain == copy[i].domain && grown[i].nstacks == copy[i].nstacks &&
+                          grown[i].growth_bytes == copy[i].growth_bytes &&
+                          grown[i].growth_count == copy[i].growth_count &&
+                          memcmp(&grown[i].first, &copy[i].first, offsetof(ml_sval_t, present)) == 0 &&
+                          memcmp(&grown[i].last, &copy[i].last, offsetof(ml_sval_t, present)) == 0 &&
+                          grown[i].first.present == copy[i].first.present &&
+                          grown[i].last.present == copy[i].last.present && grown[i].intervals == copy[i].intervals &&
+                          grown[i].grew == copy[i].grew && grown[i].group == copy[i].group);
+                all = ml_growth_rows(g, &nall); /* the next call frees the last one's rows */
+            }
+            CHECK(nfed == 1 || want > 0); /* the case is not empty */
+            free(copy);
+            ml_growth_free(g);
+        }
+    }
+    ml_stackset_free(set);
+    for (size_t k = 0; k < NSNAP; k++)
+        drop(s[k]);
+}
+
 static void test_limits(void)
 {
     ml_limit_t l;
@@ -263,6 +329,7 @@ int main(void)
     RUN(test_trends_by_stack);
     RUN(test_grouping);
     RUN(test_filters);
+    RUN(test_grown_rows);
     RUN(test_limits);
     RUN(test_runtime_modules);
     return check_failures ? 1 : 0;
