@@ -257,11 +257,16 @@ static void *dumper_main(void *arg)
             ssize_t rd = read(wake_fd, &v, sizeof v);
             (void)rd;
         }
+        /* the services again before a snapshot: what they ran before the
+         * wait may be stale (a library opened since, its malloc slots not
+         * redirected yet, would bypass the hooks once the program goes on) */
         if (atomic_load(&requests) != atomic_load(&served)) {
+            run_services();
             serve_requests();
             continue;
         }
         if (interval && now_ms() >= due) {
+            run_services();
             write_one("interval", NULL, 0);
             due = now_ms() + interval;
         }
