@@ -56,6 +56,9 @@ static ML_NOINLINE void *malloc_slow(size_t n)
 
 ML_EXPORT void *malloc(size_t n)
 {
+    /* sampling's countdown first: while it runs, nothing else matters */
+    if (ML_LIKELY(ml_sample_skip(n) && ml_real.malloc != NULL))
+        return ml_real.malloc(n);
     if (ML_LIKELY(ml_real.malloc != NULL) && ml_alloc_passes(n))
         return ml_real.malloc(n);
     return malloc_slow(n);
@@ -76,6 +79,8 @@ static ML_NOINLINE void *calloc_slow(size_t k, size_t n)
 
 ML_EXPORT void *calloc(size_t k, size_t n)
 {
+    if (ML_LIKELY(ml_sample_skip((uint64_t)k * n) && ml_real.malloc != NULL))
+        return ml_real.calloc(k, n);
     if (ML_LIKELY(ml_real.malloc != NULL) && ml_alloc_passes((uint64_t)k * n))
         return ml_real.calloc(k, n);
     return calloc_slow(k, n);
@@ -96,7 +101,7 @@ static ML_NOINLINE void free_slow(void *p)
 
 ML_EXPORT void free(void *p)
 {
-    if (ML_LIKELY(ml_real.malloc != NULL) && !ml_bootstrap_owns(p) && ml_free_passes(p)) {
+    if (ML_LIKELY(!ml_bootstrap_owns(p)) && ml_free_gate_passes(p)) {
         ml_real.free(p);
         return;
     }

@@ -64,7 +64,7 @@ static inline void hook_free(int d, void *p)
     ml_pymem_alloc_t *a = &ml_pymem_next[d];
     if (d == ML_PYMEM_OBJ)
         ml_pycode_on_free(p);
-    if (!p || !ml_tracking() || !ml_enter()) {
+    if (!p || ml_free_gate_passes(p) || !ml_tracking() || !ml_enter()) {
         a->free(a->ctx, p);
         return;
     }

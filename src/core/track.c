@@ -22,24 +22,36 @@ ml_addrtab_t ml_heap_addrs;
  * would cost more than the allocation itself. This filter answers "surely
  * not tracked" from one byte: a counter per hash bucket of addresses,
  * raised for each sampled allocation and lowered when it is freed (a
- * counter that reaches 255 stays there). 64 KiB, so it lives in cache. */
-_Atomic uint8_t *ml_sample_filter;
+ * counter that reaches 255 stays there). 64 KiB, so it lives in cache.
+ * It is static, not mapped, so that the free hook reaches it with one
+ * load and no pointer; zero (as loaded) sends every free to the slow path,
+ * which is exact mode's answer, and sampling mode sets every bucket to 1,
+ * "empty", before the first allocation is sampled. */
+_Atomic uint8_t ml_sample_filter[(size_t)1 << ML_FILTER_LOG2];
+
+static void filter_clear(void)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(ml_sample_filter); i++)
+        atomic_store_explicit(&ml_sample_filter[i], ML_FILTER_EMPTY, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
 
 bool ml_track_init(void)
 {
-    if (!ml_sample_rate)
-        return true;
-    ml_sample_filter = ml_sysmem_map((size_t)1 << ML_FILTER_LOG2);
-    if (!ml_sample_filter)
-        ml_sample_rate = 0; /* cannot sample without it: track everything */
-    return ml_sample_filter != NULL;
+    if (ml_sample_rate)
+        filter_clear();
+    return true;
 }
+
+void ml_track_pass_all(void) { filter_clear(); }
 
 static void filter_add(const void *p, int delta)
 {
     _Atomic uint8_t *f = ml_filter_of(p);
     uint8_t v = atomic_load_explicit(f, memory_order_relaxed);
-    while (v != 255 && !atomic_compare_exchange_weak_explicit(f, &v, (uint8_t)(v + delta), memory_order_release,
+    /* 0: not set up; EMPTY never drops further, a counter at 255 sticks */
+    while (v && v != 255 && (delta > 0 || v > ML_FILTER_EMPTY) &&
+           !atomic_compare_exchange_weak_explicit(f, &v, (uint8_t)(v + delta), memory_order_release,
                                                               memory_order_relaxed))
         ;
 }

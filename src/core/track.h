@@ -77,8 +77,9 @@ extern uint64_t ml_sample_rate; /* MEMLEDGER_SAMPLE_BYTES, 0 in exact mode */
  * ml_sample_skip: true when an allocation of `size` is not sampled (the
  * thread's byte countdown just moves). ml_free_skip: true when p surely was
  * not sampled (its filter bucket is empty), so free need not look it up. */
-extern _Atomic uint8_t *ml_sample_filter;
 #define ML_FILTER_LOG2 16
+#define ML_FILTER_EMPTY 1 /* a bucket's byte: 1 + its sampled allocations; 0 before sampling is set up */
+extern _Atomic uint8_t ml_sample_filter[(size_t)1 << ML_FILTER_LOG2];
 static inline bool ml_sample_skip(uint64_t size)
 {
     if (ML_LIKELY(!ml_sample_rate))
@@ -98,10 +99,16 @@ static inline _Atomic uint8_t *ml_filter_of(const void *p)
     return &ml_sample_filter[((uintptr_t)p >> 4) & (((uintptr_t)1 << ML_FILTER_LOG2) - 1)];
 }
 
-static inline bool ml_free_skip(const void *p)
+/* The free hooks' first question, before any other: one load. True only in
+ * sampling mode, for an address whose bucket holds no sampled allocation;
+ * in exact mode every bucket reads 0 and every free goes on to ask the
+ * rest (the state, the thread's guard). */
+static inline bool ml_free_gate_passes(const void *p)
 {
-    return ml_sample_rate && !atomic_load_explicit(ml_filter_of(p), memory_order_acquire);
+    return atomic_load_explicit(ml_filter_of(p), memory_order_acquire) == ML_FILTER_EMPTY;
 }
+
+static inline bool ml_free_skip(const void *p) { return ml_sample_rate && ml_free_gate_passes(p); }
 
 /* The hooks' first question: does this call need memledger at all? No when
  * tracking is off, when the thread is already inside memledger, or when
@@ -112,18 +119,20 @@ static inline bool ml_alloc_passes(uint64_t size)
     return !ml_tracking() || ml_self.busy || ml_sample_skip(size);
 }
 
-static inline bool ml_free_passes(const void *p)
-{
-    return !ml_tracking() || ml_self.busy || ml_free_skip(p);
-}
-
 /* fork(), in the child: reseeds the calling thread's sampling state (the
  * only thread the child has), so that forked siblings sample differently. */
 void ml_track_after_fork_child(void);
 
-/* Sets up what sampling mode needs. Returns false when it could not (then
- * every allocation is tracked). Call after ml_sample_rate is set. */
+/* Sets up what sampling mode needs (opens the free gate: every bucket
+ * empty). Call after ml_sample_rate is set and the real functions are
+ * resolved. Returns false when it could not (then every allocation is
+ * tracked); with the filter static, nothing can fail today. */
 bool ml_track_init(void);
+
+/* For a process where memledger will track nothing (turned off, setuid):
+ * every free passes the gate straight to the real free. Only once the
+ * real functions are resolved. */
+void ml_track_pass_all(void);
 
 /* The estimate one sampled allocation of `size` stands for (bytes, count):
  * size/p and 1/p with p = 1 - exp(-size/rate); exact mode gives size and 1. */

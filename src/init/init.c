@@ -83,6 +83,13 @@ static void fork_child(void)
     ml_self.busy--;
 }
 
+/* Tracking is off for good: frees need not ask anything. */
+static void disabled_pass_all(void)
+{
+    if (ml_real.free)
+        ml_track_pass_all();
+}
+
 bool ml_start(bool attached)
 {
     /* first: what follows may already have something to say on it */
@@ -94,6 +101,7 @@ bool ml_start(bool attached)
         if (!attached)
             ml_dumper_guard_signal();
         atomic_store(&ml_state, ML_DISABLED);
+        disabled_pass_all();
         ml_status_flags(0, ML_STATUS_TRACKING);
         return false;
     }
@@ -150,12 +158,14 @@ __attribute__((constructor(102))) static void ml_init(void)
     if (getauxval(AT_SECURE)) {
         /* setuid/setgid: do nothing at all, write nothing anywhere */
         atomic_store(&ml_state, ML_DISABLED);
+        disabled_pass_all();
         ml_self.busy--;
         return;
     }
     ml_config_load();
     if (!ml_config.enabled) {
         atomic_store(&ml_state, ML_DISABLED);
+        disabled_pass_all();
         ml_self.busy--;
         return;
     }
