@@ -32,8 +32,7 @@ _Atomic uint8_t ml_sample_filter[(size_t)1 << ML_FILTER_LOG2];
 static void filter_clear(void)
 {
     for (size_t i = 0; i < ML_ARRAY_LEN(ml_sample_filter); i++)
-        atomic_store_explicit(&ml_sample_filter[i], ML_FILTER_EMPTY, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+        atomic_store_explicit(&ml_sample_filter[i], ML_FILTER_EMPTY, memory_order_release);
 }
 
 bool ml_track_init(void)
