@@ -208,10 +208,7 @@ static bool have_info_chunk(uint32_t id)
     uint32_t c = id >> INFO_CHUNK_LOG2;
     if (atomic_load_explicit(&info_chunks[c], memory_order_relaxed))
         return true;
-    /* past the first chunk, ids are handed out densely: populate it in
-     * one call rather than fault it in a page at a time */
-    info_t *p = c ? ml_sysmem_map_populated(sizeof(info_t) << INFO_CHUNK_LOG2)
-                  : ml_sysmem_map(sizeof(info_t) << INFO_CHUNK_LOG2);
+    info_t *p = ml_sysmem_map(sizeof(info_t) << INFO_CHUNK_LOG2);
     if (!p)
         return false;
     atomic_store_explicit(&info_chunks[c], p, memory_order_release);

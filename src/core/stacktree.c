@@ -79,18 +79,13 @@ static index_t *new_index(ml_tree_t *t, unsigned log2, bool populate)
 
 #define CHUNK_BYTES (sizeof(ml_node_t) << ML_NODE_CHUNK_LOG2)
 
-/* Maps the chunk of node n (lock held, or the tree not yet shared). Past
- * the first chunk, populated in one call: a tree that needs a second chunk
- * fills it (nodes are handed out in order), and a page faulted in one at a
- * time costs about twice as much (12 us against 6 on the benchmark's
- * machine, see docs/performance.md). The first stays lazy, so a small
- * process pays only for the pages it uses. */
+/* Maps the chunk of node n (lock held, or the tree not yet shared). */
 static bool have_chunk(ml_tree_t *t, uint32_t n)
 {
     uint32_t c = n >> ML_NODE_CHUNK_LOG2;
     if (atomic_load_explicit(&t->chunk[c], memory_order_relaxed))
         return true;
-    ml_node_t *p = c ? ml_sysmem_map_populated(CHUNK_BYTES) : ml_sysmem_map(CHUNK_BYTES);
+    ml_node_t *p = ml_sysmem_map(CHUNK_BYTES);
     if (!p)
         return false;
     atomic_store_explicit(&t->chunk[c], p, memory_order_release);
@@ -198,6 +193,23 @@ static bool grow(ml_tree_t *t)
     return true;
 }
 
+/* Past a tree's first 64 KiB of nodes, the node that starts a 64 KiB
+ * stretch makes the whole stretch present in one call: nodes are handed
+ * out in order, so a tree that got this far fills it, and a page faulted
+ * in one at a time costs about twice as much (12 us against 6 on the
+ * benchmark's machine, see docs/performance.md). 64 KiB, not a chunk, so
+ * that the lock is held for at most 16 pages' worth. */
+#define PREFAULT_BYTES 65536u
+static inline void prefault(ml_tree_t *t, uint32_t n)
+{
+    uint32_t i = n & ((1u << ML_NODE_CHUNK_LOG2) - 1);
+    size_t off = (size_t)i * sizeof(ml_node_t), start = off & ~(size_t)(PREFAULT_BYTES - 1);
+    if (n * sizeof(ml_node_t) < PREFAULT_BYTES || (i && (off - sizeof(ml_node_t)) >= start))
+        return; /* in the first stretch, or not the first node of its stretch */
+    size_t len = CHUNK_BYTES - start < PREFAULT_BYTES ? CHUNK_BYTES - start : PREFAULT_BYTES;
+    ml_sysmem_prefault((char *)ml_tree_node(t, n - i) + start, len);
+}
+
 /* A new node (lock held); ML_NODE_NONE past the ceiling. It is published
  * by the caller (first_child or an index slot), after this. */
 static uint32_t make(ml_tree_t *t, uint32_t parent, uint64_t word, bool use_reserve)
@@ -207,6 +219,7 @@ static uint32_t make(ml_tree_t *t, uint32_t parent, uint64_t word, bool use_rese
     if (n >= limit || !have_chunk(t, n))
         return ML_NODE_NONE;
     ml_node_t *node = ml_tree_node(t, n);
+    prefault(t, n);
     node->word = word;
     node->parent = parent;
     atomic_store_explicit(&node->stack, 0, memory_order_relaxed);

@@ -19,6 +19,17 @@ void *ml_sysmem_map_populated(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+void ml_sysmem_prefault(void *p, size_t size)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (p)
+        (void)madvise(p, size, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)size;
+#endif
+}
+
 void ml_sysmem_discard(void *p, size_t size)
 {
     if (p)

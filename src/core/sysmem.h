@@ -18,6 +18,11 @@ void ml_sysmem_discard(void *p, size_t size);
  * be touched all over, so the faults do not land one by one on hot paths). */
 void *ml_sysmem_map_populated(size_t size);
 
+/* Makes the pages of [p, p + size) present and writable in one call
+ * (MADV_POPULATE_WRITE, Linux 5.14+) instead of a fault each; a no-op
+ * where the kernel cannot. p must be page-aligned. */
+void ml_sysmem_prefault(void *p, size_t size);
+
 /* Bytes of [p, p+size) that are resident (mincore). For the snapshot's
  * account of the library's own memory; not for hooks. */
 uint64_t ml_sysmem_resident(const void *p, size_t size);
