@@ -7,7 +7,7 @@ import tempfile
 
 from mltest import *
 
-prefix = tempfile.mkdtemp(prefix="mlinstall.")
+prefix = snapdir("mlinstall.")
 subprocess.run(["cmake", "--install", BUILD, "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
 libdir = [d for d in ("lib", "lib64", "lib/x86_64-linux-gnu") if os.path.exists(os.path.join(prefix, d, "libmemledger.so"))]
 check(libdir, "libmemledger.so not installed under %s" % prefix)

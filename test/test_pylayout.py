@@ -14,7 +14,7 @@ from mltest import *
 
 PROBE = os.path.join(SOURCE, "programs", "pyprobe.c")
 DUMP = os.path.join(PROGRAMS, "pylayout_dump")
-tmp = tempfile.mkdtemp(prefix="mltest.pyprobe.")
+tmp = snapdir("mltest.pyprobe.")
 checked, missing = [], []
 for spec in sys.argv[1:]:
     if spec == "debian":

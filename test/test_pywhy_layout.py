@@ -14,7 +14,7 @@ from mltest import *
 
 PROBE = os.path.join(SOURCE, "programs", "pywhy_probe.c")
 DUMP = os.path.join(PROGRAMS, "pywhy_dump")
-tmp = tempfile.mkdtemp(prefix="mltest.pywhy.")
+tmp = snapdir("mltest.pywhy.")
 checked, missing = [], []
 for spec in sys.argv[1:]:
     if spec == "debian":
