@@ -1,6 +1,7 @@
 /* cli.c — `memledger`: dispatch to the command named by the first argument. */
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/grow.h"
 #include "memledger.h"
 
 #include <stdio.h>
@@ -52,6 +53,7 @@ int main(int argc, char **argv)
         printf("memledger %s\n", MEMLEDGER_VERSION);
         return ML_EXIT_OK;
     }
+    ml_grow_prefer_huge_pages(true); /* large snapshots: see grow.h */
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);

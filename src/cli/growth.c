@@ -178,8 +178,7 @@ static uint32_t new_group(ml_growth_t *g, int domain, uint32_t stack)
 {
     if (!ML_GROW(g->g, g->gcap, g->ng + 1))
         return NONE;
-    group_t *gr = &g->g[g->ng];
-    memset(gr, 0, sizeof *gr);
+    group_t *gr = &g->g[g->ng]; /* zero: ML_GROW's */
     gr->domain = domain;
     gr->first_stack = stack;
     return (uint32_t)g->ng++;
@@ -192,6 +191,9 @@ static bool place(ml_growth_t *g)
     if (n == g->placed)
         return true;
     if (!ML_GROW(g->group_of, g->group_of_cap, n) || !fit_frames(g))
+        return false;
+    /* grouped by stack, each new stack is a row: room for them at once */
+    if (g->opts.group_by == ML_GROUP_STACK && !ML_RESERVE(g->g, g->gcap, g->ng + (n - g->placed)))
         return false;
     for (size_t u = g->placed; u < n; u++) {
         uint32_t gi = NONE;

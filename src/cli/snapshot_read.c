@@ -453,6 +453,48 @@ static bool parse_stack(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_
     return true;
 }
 
+/* How many records the "written" line may make room for ahead: a hint
+ * from the file, so it is bounded (a hostile one costs address space, no
+ * more) and a larger snapshot still grows past it. */
+#define RESERVE_MAX (1u << 22)
+
+/* The "written" line says how many stacks, nodes and frames follow: room
+ * for them at once saves the copies and the zeroing of half-used room of
+ * growing by doubling (a third of reading a large snapshot). Only a hint:
+ * a line that cannot be read, or room that cannot be had, changes nothing. */
+static void reserve_written(ml_snapshot_t *s, caps_t *cap, char **f, size_t n)
+{
+    for (size_t i = 1; i + 1 < n; i += 2) {
+        uint64_t v;
+        if (!ml_field_u64(f[i + 1], &v, 10) || v == 0)
+            continue;
+        if (v > RESERVE_MAX)
+            v = RESERVE_MAX;
+        if (strcmp(f[i], "stacks") == 0 && !s->nstacks)
+            (void)ML_RESERVE(s->stacks, cap->stacks, v);
+        else if (strcmp(f[i], "frames") == 0 && !s->nframes)
+            (void)ML_RESERVE(s->frames, cap->frames, v);
+        else if (strcmp(f[i], "nodes") == 0 && !cap->nodes) {
+            size_t nc = (size_t)v + 2; /* the root, and the count is of nodes past it */
+            uint32_t *p = malloc(nc * sizeof *p), *fr = malloc(nc * sizeof *fr), *d = malloc(nc * sizeof *d);
+            if (p && fr && d) {
+                ml_advise_huge(p, nc * sizeof *p);
+                ml_advise_huge(fr, nc * sizeof *fr);
+                ml_advise_huge(d, nc * sizeof *d);
+                cap->parent = p;
+                cap->frame = fr;
+                cap->depth = d;
+                cap->nodes = nc;
+                cap->parent[0] = cap->frame[0] = cap->depth[0] = 0; /* the root */
+            } else {
+                free(p);
+                free(fr);
+                free(d);
+            }
+        }
+    }
+}
+
 static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size_t n, const char *raw_rest)
 {
     if (!ML_GROW(s->headers, cap->headers, s->nheaders + 1))
@@ -514,6 +556,8 @@ static bool parse_header(ctx_t *c, ml_snapshot_t *s, caps_t *cap, char **f, size
         for (size_t i = 1; i + 1 < n; i += 2)
             if (strcmp(f[i], "degraded") == 0 && !ml_field_u64(f[i + 1], &s->stacks_degraded, 10))
                 return fail(c, "bad store line");
+    } else if (strcmp(k, "written") == 0) {
+        reserve_written(s, cap, f, n);
     } else if (strcmp(k, "domain") == 0) {
         int d;
         if (n != 6 || (d = ml_domain_index(f[1])) < 0)

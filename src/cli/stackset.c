@@ -523,6 +523,15 @@ static int add(ml_stackset_t *set, const ml_snapshot_t *snap, size_t si, uint32_
         set->nsnaps++; /* its values start empty: ML_GROW zeroes */
     }
 
+    if (!set->nnodes) {
+        /* a first snapshot: room for what it holds and an eighth more (the
+         * next of the same process adds a few), each array in one calloc,
+         * whose untouched pages cost nothing; a failure here is left to
+         * the growing below */
+        (void)ML_RESERVE(set->nodes, set->nodes_cap, snap->nnodes + snap->nnodes / 8 + 2);
+        (void)ML_RESERVE(set->stacks, set->stacks_cap, snap->nstacks + snap->nstacks / 8 + 1);
+        (void)ML_RESERVE(set->frames, set->frames_cap, snap->nframes + snap->nframes / 8 + 1);
+    }
     uint32_t *fuid = malloc((snap->nframes + 1) * sizeof *fuid);
     uint32_t *modmap = malloc((snap->nmodules + 1) * sizeof *modmap);
     if (!fuid || !modmap || !add_modules(set, snap, modmap)) {

@@ -205,12 +205,57 @@ static void test_grow(void)
     free(b);
 }
 
+/* ML_RESERVE: exactly what is asked when it must grow, zeroed, through
+ * the same path whether the array is new (calloc) or grows (realloc); with
+ * huge pages preferred, as the CLI runs, for an array past 4 MiB. */
+static void test_reserve_exact(void)
+{
+    uint32_t *a = NULL;
+    size_t cap = 0;
+    CHECK(ML_RESERVE(a, cap, 5));
+    CHECK_EQ(cap, 5);
+    for (size_t i = 0; i < cap; i++)
+        CHECK_EQ(a[i], 0);
+    a[4] = 9;
+    CHECK(ML_RESERVE(a, cap, 3)); /* fits: unchanged */
+    CHECK_EQ(cap, 5);
+    CHECK(ML_RESERVE(a, cap, 7)); /* grows to 7, not 10 */
+    CHECK_EQ(cap, 7);
+    CHECK(a[4] == 9 && a[5] == 0 && a[6] == 0);
+    CHECK(ML_GROW(a, cap, 8)); /* then doubles as before */
+    CHECK_EQ(cap, 14);
+    free(a);
+
+    ml_grow_prefer_huge_pages(true);
+    const size_t n = (size_t)3 << 20; /* 12 MiB of uint32_t */
+    uint32_t *big = NULL;
+    size_t bcap = 0;
+    CHECK(ML_RESERVE(big, bcap, n));
+    CHECK_EQ(bcap, n);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i += 997)
+        sum += big[i];
+    CHECK_EQ(sum, 0);
+    big[n - 1] = 3;
+    CHECK(ML_GROW(big, bcap, n + 1));
+    CHECK(bcap == 2 * n && big[n - 1] == 3 && big[n] == 0 && big[2 * n - 1] == 0);
+    ml_grow_prefer_huge_pages(false);
+    free(big);
+
+    a = NULL;
+    cap = 0;
+    errno = 0;
+    CHECK(!ML_RESERVE(a, cap, SIZE_MAX)); /* overflows: refused, nothing changes */
+    CHECK(errno == ENOMEM && a == NULL && cap == 0);
+}
+
 int main(void)
 {
     RUN(test_ids_in_order);
     RUN(test_collisions);
     RUN(test_growth);
     RUN(test_reserve);
+    RUN(test_reserve_exact);
     RUN(test_u64);
     RUN(test_hashes);
     RUN(test_grow);
