@@ -84,10 +84,11 @@ int cmd_top(int argc, char **argv)
     row_t *rows = calloc(n + 1, sizeof *rows);
     int64_t total = 0;
     for (uint32_t u = 0; u < n; u++) {
-        const ml_sstack_t *st = ml_stackset_stack(set, u);
         ml_sval_t v = ml_stackset_value(set, 0, u);
-        /* a stack of zero-byte blocks (malloc(0)) holds 0 bytes but is live */
-        if (!ml_domain_matches(st->domain, domain) || (v.live_bytes <= 0 && v.live_count <= 0))
+        /* a stack of zero-byte blocks (malloc(0)) holds 0 bytes but is live;
+         * the domain alone is asked here: a stack's frames are written out of
+         * the tree only for the rows shown */
+        if (!ml_domain_matches(ml_stackset_domain(set, u), domain) || (v.live_bytes <= 0 && v.live_count <= 0))
             continue;
         rows[k].uid = u;
         rows[k].v = v;
