@@ -134,6 +134,14 @@ elif mode == "collapsed":
                              ("native", None, 0x20, "weird;name\twith tab", None, None)])])
     text = export(odd, "--format", "collapsed", "-o", "-").stdout
     check(text == "weird:name with tab;operator new(unsigned long) 1000\n", repr(text))
+    # paths that read the same (one function at two offsets) are one line,
+    # their bytes summed; distinct paths keep the rows' order, largest first
+    same = write_snapshot(os.path.join(out, "same.snap"), stacks=[
+        ("malloc", 1000, 1, [("native", None, 0x30, "leaf", None, None), ("native", None, 0x10, "root", None, None)]),
+        ("malloc", 2500, 1, [("native", None, 0x50, "other", None, None), ("native", None, 0x10, "root", None, None)]),
+        ("malloc", 2000, 1, [("native", None, 0x40, "leaf", None, None), ("native", None, 0x10, "root", None, None)])])
+    text = export(same, "--format", "collapsed", "-o", "-").stdout
+    check(text == "root;other 2500\nroot;leaf 3000\n", repr(text))
     print("ok: collapsed leak lines end in %d (growth) and %d (live)" % (LEAK_PER_STACK, LIVE_LEAK_PER_STACK))
 
 # usage: exit 2
