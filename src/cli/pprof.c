@@ -52,13 +52,8 @@ typedef struct {
     ml_strmap_t *maps;     /* "build-id\tpath" -> mapping index */
     uint32_t *loc_of;      /* frame uid -> location id (1-based), 0 none yet */
     bool oom;
-    /* the messages, each array allocated once at its final size */
-    sample_t *samples;
-    sample_t **sample_ptrs;
-    uint64_t *loc_ids;
-    int64_t *values;
-    label_t *labels;
-    label_t **label_ptrs;
+    /* the tables, each array allocated once at its final size (samples
+     * are packed one at a time, see ml_export_pprof) */
     location_t *locs;
     location_t **loc_ptrs;
     line_t *lines;         /* every location's lines, one after another */
@@ -171,12 +166,6 @@ static void builder_free(builder_t *b)
     ml_strmap_free(b->funcs);
     ml_strmap_free(b->maps);
     free(b->loc_of);
-    free(b->samples);
-    free(b->sample_ptrs);
-    free(b->loc_ids);
-    free(b->values);
-    free(b->labels);
-    free(b->label_ptrs);
     free(b->locs);
     free(b->loc_ptrs);
     free(b->lines);
@@ -187,72 +176,115 @@ static void builder_free(builder_t *b)
     free(b->map_ptrs);
 }
 
-/* gzip of `data` into `out`, in one stream. */
-static bool gzip_to(FILE *out, const uint8_t *data, size_t len, char *err, size_t errcap)
-{
+/* A gzip stream into a FILE, fed piece by piece. */
+typedef struct {
     z_stream z;
-    memset(&z, 0, sizeof z);
+    FILE *out;
+    bool failed;
+    char *err;
+    size_t errcap;
+} gz_out_t;
+
+static bool gz_start(gz_out_t *g, FILE *out, char *err, size_t errcap)
+{
+    memset(g, 0, sizeof *g);
+    g->out = out;
+    g->err = err;
+    g->errcap = errcap;
     /* 15 window bits, +16: a gzip header and trailer rather than zlib's */
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&g->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         snprintf(err, errcap, "zlib: cannot start compression");
-        return false;
-    }
-    uint8_t buf[1 << 16];
-    z.next_in = (Bytef *)data;
-    int rc;
-    size_t left = len;
-    do {
-        uInt chunk = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        z.next_in = (Bytef *)data + (len - left);
-        z.avail_in = chunk;
-        left -= chunk;
-        int flush = left ? Z_NO_FLUSH : Z_FINISH;
-        do {
-            z.next_out = buf;
-            z.avail_out = sizeof buf;
-            rc = deflate(&z, flush);
-            size_t have = sizeof buf - z.avail_out;
-            if (have && fwrite(buf, 1, have, out) != have) {
-                deflateEnd(&z);
-                snprintf(err, errcap, "write error: %s", strerror(errno));
-                return false;
-            }
-        } while (z.avail_out == 0);
-    } while (left);
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) {
-        snprintf(err, errcap, "zlib: compression did not finish (%d)", rc);
         return false;
     }
     return true;
 }
 
+/* Compresses `len` bytes (Z_FINISH: the last, and ends the stream). */
+static bool gz_put(gz_out_t *g, const void *data, size_t len, int flush)
+{
+    uint8_t buf[1 << 16];
+    const uint8_t *p = data;
+    int rc = Z_OK;
+    do {
+        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        g->z.next_in = (Bytef *)p;
+        g->z.avail_in = chunk;
+        p += chunk;
+        len -= chunk;
+        int f = len ? Z_NO_FLUSH : flush;
+        do {
+            g->z.next_out = buf;
+            g->z.avail_out = sizeof buf;
+            rc = deflate(&g->z, f);
+            size_t have = sizeof buf - g->z.avail_out;
+            if (have && fwrite(buf, 1, have, g->out) != have) {
+                snprintf(g->err, g->errcap, "write error: %s", strerror(errno));
+                return !(g->failed = true);
+            }
+        } while (g->z.avail_out == 0);
+    } while (len);
+    if (flush == Z_FINISH && rc != Z_STREAM_END) {
+        snprintf(g->err, g->errcap, "zlib: compression did not finish (%d)", rc);
+        return !(g->failed = true);
+    }
+    return true;
+}
+
+/* Packs `p` into *buf (grown as needed) and compresses it. */
+static bool gz_message(gz_out_t *g, const profile_t *p, uint8_t **buf, size_t *cap, int flush)
+{
+    size_t len = perftools__profiles__profile__get_packed_size(p);
+    if (!ML_GROW(*buf, *cap, len + 1)) {
+        snprintf(g->err, g->errcap, "out of memory (%zu bytes of profile)", len);
+        return false;
+    }
+    perftools__profiles__profile__pack(p, *buf);
+    return gz_put(g, *buf, len, flush);
+}
+
+/* Sample `s` as the Profile's field 2 (a length-delimited submessage):
+ * tag, length, bytes, exactly as packing it inside the profile writes it. */
+static bool gz_sample(gz_out_t *g, const sample_t *s, uint8_t **buf, size_t *cap)
+{
+    size_t len = perftools__profiles__sample__get_packed_size(s);
+    if (!ML_GROW(*buf, *cap, len + 11)) {
+        snprintf(g->err, g->errcap, "out of memory");
+        return false;
+    }
+    uint8_t *q = *buf;
+    *q++ = 2 << 3 | 2;
+    for (size_t v = len; ; v >>= 7) {
+        *q++ = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        if (v < 0x80)
+            break;
+    }
+    q += perftools__profiles__sample__pack(s, q);
+    return gz_put(g, *buf, (size_t)(q - *buf), Z_NO_FLUSH);
+}
+
+/* The profile is written in three parts that together are the bytes
+ * protobuf-c would pack for the whole message (fields go out in number
+ * order, and a repeated message field is its elements one after another):
+ * field 1 (the sample types), the samples (field 2) one at a time, then
+ * every other field. The locations, functions and strings the samples
+ * name are made first, in a pass of their own, so no sample's list of
+ * locations is kept: a large process has tens of millions. */
 bool ml_export_pprof(FILE *out, const ml_export_t *e, char *err, size_t errcap)
 {
     builder_t b;
     memset(&b, 0, sizeof b);
-    size_t nframes = ml_stackset_nframes(e->set), nrefs = 0, nlines = 0;
+    size_t nframes = ml_stackset_nframes(e->set), nlines = 0, maxdepth = 0;
     for (uint32_t uid = 0; uid < nframes; uid++)
         nlines += ml_stackset_frame(e->set, uid)->ninlined + 1;
-    for (size_t i = 0; i < e->nrows; i++)
-        nrefs += ml_stackset_stack(e->set, e->rows[i].stack)->nframes;
     b.strings = ml_strmap_new();
     b.funcs = ml_strmap_new();
     b.maps = ml_strmap_new();
     b.loc_of = calloc(nframes + 1, sizeof *b.loc_of);
-    b.samples = calloc(e->nrows + 1, sizeof *b.samples);
-    b.sample_ptrs = calloc(e->nrows + 1, sizeof *b.sample_ptrs);
-    b.loc_ids = calloc(nrefs + 1, sizeof *b.loc_ids);
-    b.values = calloc(e->nrows * NTYPES + 1, sizeof *b.values);
-    b.labels = calloc(e->nrows + 1, sizeof *b.labels);
-    b.label_ptrs = calloc(e->nrows + 1, sizeof *b.label_ptrs);
     b.locs = calloc(nframes + 1, sizeof *b.locs);
     b.loc_ptrs = calloc(nframes + 1, sizeof *b.loc_ptrs);
     b.lines = calloc(nlines + 1, sizeof *b.lines);
     b.line_ptrs = calloc(nlines + 1, sizeof *b.line_ptrs);
-    bool ok = b.strings && b.funcs && b.maps && b.loc_of && b.samples && b.sample_ptrs && b.loc_ids &&
-              b.values && b.labels && b.label_ptrs && b.locs && b.loc_ptrs && b.lines && b.line_ptrs;
-    uint8_t *packed = NULL;
+    bool ok = b.strings && b.funcs && b.maps && b.loc_of && b.locs && b.loc_ptrs && b.lines && b.line_ptrs;
     if (!ok) {
         snprintf(err, errcap, "out of memory");
         builder_free(&b);
@@ -274,34 +306,19 @@ bool ml_export_pprof(FILE *out, const ml_export_t *e, char *err, size_t errcap)
     period.unit = str(&b, "bytes");
     int64_t domain_key = str(&b, "domain");
 
-    uint64_t *ids = b.loc_ids;
+    /* the tables, in the order the samples name them */
     for (size_t i = 0; i < e->nrows; i++) {
-        const ml_growth_row_t *r = &e->rows[i];
-        const ml_sstack_t *st = ml_stackset_stack(e->set, r->stack);
-        sample_t *s = &b.samples[i];
-        perftools__profiles__sample__init(s);
-        s->location_id = ids;
+        const ml_sstack_t *st = ml_stackset_stack(e->set, e->rows[i].stack);
         for (uint32_t k = 0; k < st->nframes; k++)
-            *ids++ = location_of(&b, e, st->frames[k]);
-        s->n_location_id = st->nframes;
-        s->value = &b.values[i * NTYPES];
-        s->value[0] = ml_export_bytes(e, r);
-        s->value[1] = ml_export_count(e, r);
-        s->value[2] = ml_export_alloc_bytes(e, r);
-        s->value[3] = ml_export_alloc_count(e, r);
-        s->n_value = NTYPES;
-        label_t *lb = &b.labels[i];
-        perftools__profiles__label__init(lb);
-        lb->key = domain_key;
-        lb->str = str(&b, ml_domain_name(r->domain));
-        b.label_ptrs[i] = lb;
-        s->label = &b.label_ptrs[i];
-        s->n_label = 1;
-        b.sample_ptrs[i] = s;
+            location_of(&b, e, st->frames[k]);
+        str(&b, ml_domain_name(e->rows[i].domain));
+        if (st->nframes > maxdepth)
+            maxdepth = st->nframes;
     }
     b.func_ptrs = calloc(b.nfuncs + 1, sizeof *b.func_ptrs);
     b.map_ptrs = calloc(b.nmaps + 1, sizeof *b.map_ptrs);
-    if (!b.func_ptrs || !b.map_ptrs)
+    uint64_t *ids = calloc(maxdepth + 1, sizeof *ids);
+    if (!b.func_ptrs || !b.map_ptrs || !ids)
         b.oom = true;
     for (size_t i = 0; !b.oom && i < b.nfuncs; i++)
         b.func_ptrs[i] = &b.funcs_v[i];
@@ -319,45 +336,64 @@ bool ml_export_pprof(FILE *out, const ml_export_t *e, char *err, size_t errcap)
                  e->base->pid, e->base->seq);
         comments[ncomments++] = str(&b, comment);
     }
-
-    profile_t p;
-    perftools__profiles__profile__init(&p);
-    p.n_sample_type = NTYPES;
-    p.sample_type = vtp;
-    p.n_sample = e->nrows;
-    p.sample = b.sample_ptrs;
-    p.n_mapping = b.nmaps;
-    p.mapping = b.map_ptrs;
-    p.n_location = b.nlocs;
-    p.location = b.loc_ptrs;
-    p.n_function = b.nfuncs;
-    p.function = b.func_ptrs;
-    p.time_nanos = (int64_t)(e->head->time * 1e9);
-    if (e->base && e->head->time > e->base->time)
-        p.duration_nanos = (int64_t)((e->head->time - e->base->time) * 1e9);
-    p.period_type = &period;
-    p.period = (int64_t)e->head->sample_bytes;
-    p.n_comment = ncomments;
-    p.comment = comments;
-    p.default_sample_type = vt[0].type;
-    p.n_string_table = ml_strmap_count(b.strings);
-    p.string_table = ml_strmap_strs(b.strings);
     if (b.oom) {
         snprintf(err, errcap, "out of memory");
+        free(ids);
         builder_free(&b);
         return false;
     }
 
-    size_t len = perftools__profiles__profile__get_packed_size(&p);
-    packed = malloc(len + 1);
-    if (!packed) {
-        snprintf(err, errcap, "out of memory (%zu bytes of profile)", len);
-        builder_free(&b);
-        return false;
+    profile_t types_only, rest;
+    perftools__profiles__profile__init(&types_only);
+    types_only.n_sample_type = NTYPES;
+    types_only.sample_type = vtp;
+    perftools__profiles__profile__init(&rest);
+    rest.n_mapping = b.nmaps;
+    rest.mapping = b.map_ptrs;
+    rest.n_location = b.nlocs;
+    rest.location = b.loc_ptrs;
+    rest.n_function = b.nfuncs;
+    rest.function = b.func_ptrs;
+    rest.time_nanos = (int64_t)(e->head->time * 1e9);
+    if (e->base && e->head->time > e->base->time)
+        rest.duration_nanos = (int64_t)((e->head->time - e->base->time) * 1e9);
+    rest.period_type = &period;
+    rest.period = (int64_t)e->head->sample_bytes;
+    rest.n_comment = ncomments;
+    rest.comment = comments;
+    rest.default_sample_type = vt[0].type;
+    rest.n_string_table = ml_strmap_count(b.strings);
+    rest.string_table = ml_strmap_strs(b.strings);
+
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    gz_out_t g;
+    ok = gz_start(&g, out, err, errcap) && gz_message(&g, &types_only, &buf, &cap, Z_NO_FLUSH);
+    for (size_t i = 0; ok && i < e->nrows; i++) {
+        const ml_growth_row_t *r = &e->rows[i];
+        const ml_sstack_t *st = ml_stackset_stack(e->set, r->stack);
+        for (uint32_t k = 0; k < st->nframes; k++)
+            ids[k] = location_of(&b, e, st->frames[k]); /* made above: a lookup */
+        int64_t values[NTYPES] = {ml_export_bytes(e, r), ml_export_count(e, r), ml_export_alloc_bytes(e, r),
+                                  ml_export_alloc_count(e, r)};
+        label_t lb, *lbp = &lb;
+        perftools__profiles__label__init(&lb);
+        lb.key = domain_key;
+        lb.str = str(&b, ml_domain_name(r->domain));
+        sample_t s;
+        perftools__profiles__sample__init(&s);
+        s.n_location_id = st->nframes;
+        s.location_id = ids;
+        s.n_value = NTYPES;
+        s.value = values;
+        s.n_label = 1;
+        s.label = &lbp;
+        ok = gz_sample(&g, &s, &buf, &cap);
     }
-    perftools__profiles__profile__pack(&p, packed);
-    ok = gzip_to(out, packed, len, err, errcap);
-    free(packed);
+    ok = ok && gz_message(&g, &rest, &buf, &cap, Z_FINISH);
+    deflateEnd(&g.z);
+    free(buf);
+    free(ids);
     builder_free(&b);
     return ok;
 }
