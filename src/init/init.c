@@ -39,10 +39,12 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <unistd.h>
 
 
 static bool collect(void) { return ml_ledger_collect(false); }
@@ -131,18 +133,61 @@ bool ml_start(bool attached)
     return true;
 }
 
+/* Whether the list `list` (LD_PRELOAD's, or /etc/ld.so.preload's: names
+ * separated by spaces, colons or newlines) names a file called `base`. */
+static bool list_names(const char *list, size_t len, const char *base)
+{
+    size_t bl = strlen(base);
+    for (size_t i = 0; i < len;) {
+        while (i < len && (list[i] == ' ' || list[i] == ':' || list[i] == '\n' || list[i] == '\t'))
+            i++;
+        size_t j = i;
+        while (j < len && list[j] != ' ' && list[j] != ':' && list[j] != '\n' && list[j] != '\t')
+            j++;
+        size_t k = j;
+        while (k > i && list[k - 1] != '/')
+            k--;
+        if (j - k == bl && memcmp(list + k, base, bl) == 0)
+            return true;
+        i = j;
+    }
+    return false;
+}
+
+/* Whether the process was started with this very library preloaded: its
+ * file name, or "libmemledger", in LD_PRELOAD or /etc/ld.so.preload. */
+static bool preloaded(const char *self_path)
+{
+    const char *base = strrchr(self_path, '/');
+    base = base ? base + 1 : self_path;
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && (strstr(pre, "libmemledger") || (*base && list_names(pre, strlen(pre), base))))
+        return true;
+    char buf[4096];
+    int fd = open("/etc/ld.so.preload", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n > 0 && *base && list_names(buf, (size_t)n, base);
+}
+
 /* True when this library was loaded into a process already running (by
- * `memledger attach`): the program's malloc is another object's, and
- * LD_PRELOAD does not name memledger. Preloaded or linked, the first
- * malloc in the process's scope is memledger's. */
+ * `memledger attach`): the program's malloc is another object's, and no
+ * preload list names this library. Preloaded or linked, the first malloc
+ * in the process's scope is memledger's; but a non-PIE executable that
+ * takes malloc's address (Debian's python3) is where the scope finds it,
+ * its PLT entry standing for it, so a preload list is asked first: the
+ * library may have been renamed or copied (a package's own name for it). */
 static bool loaded_late(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "libmemledger"))
-        return false;
     Dl_info first, self;
+    if (!dladdr((void *)ml_start, &self))
+        return false;
+    if (self.dli_fname && preloaded(self.dli_fname))
+        return false;
     void *m = dlsym(RTLD_DEFAULT, "malloc");
-    return m && dladdr(m, &first) && dladdr((void *)ml_start, &self) && first.dli_fbase != self.dli_fbase;
+    return m && dladdr(m, &first) && first.dli_fbase != self.dli_fbase;
 }
 
 __attribute__((constructor(102))) static void ml_init(void)
