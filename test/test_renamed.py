@@ -15,24 +15,15 @@ PY = python_for("debian")
 d = snapdir()
 lib = os.path.join(snapdir("mltest.renamed."), "profiler-preload.so")
 shutil.copy(LIB, lib)
-SCRIPT = r'''
-import os, signal, sys, time
+SCRIPT = """import sys
+sys.path.insert(0, %r)
+from mlsnap import snapshot
 keep = []
-
-def snapshot(seq):
-    path = os.path.join(os.environ["MEMLEDGER_DIR"], "memledger.%d.%d.snap" % (os.getpid(), seq))
-    os.kill(os.getpid(), signal.SIGUSR2)
-    for _ in range(6000):
-        if os.path.exists(path):
-            return
-        time.sleep(0.01)
-    sys.exit("snapshot %s never came" % path)
-
 snapshot(1)
 for i in range(400):
     keep.append(bytearray(5000))  # LEAK:renamed
 snapshot(2)
-'''
+""" % os.path.join(SOURCE, "programs")
 script = os.path.join(d, "renamed_leak.py")
 with open(script, "w") as f:
     f.write(SCRIPT)
