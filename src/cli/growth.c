@@ -192,8 +192,10 @@ static bool place(ml_growth_t *g)
         return true;
     if (!ML_GROW(g->group_of, g->group_of_cap, n) || !fit_frames(g))
         return false;
-    /* grouped by stack, each new stack is a row: room for them at once */
-    if (g->opts.group_by == ML_GROUP_STACK && !ML_RESERVE(g->g, g->gcap, g->ng + (n - g->placed)))
+    /* grouped by stack, each stack is a row: room for the first snapshot's
+     * at once and an eighth more, as the stack set makes (the next snapshot
+     * of a process adds a few; past that new_group doubles as usual) */
+    if (g->opts.group_by == ML_GROUP_STACK && !g->gcap && !ML_RESERVE(g->g, g->gcap, n + n / 8 + 1))
         return false;
     for (size_t u = g->placed; u < n; u++) {
         uint32_t gi = NONE;
