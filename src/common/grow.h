@@ -1,7 +1,8 @@
-/* grow.h — the one way an array grows: to hold n elements, by doubling.
+/* grow.h — the one way an array grows: to hold n elements, by doubling,
+ * or to an exact size a caller knows ahead.
  * Owns: the capacity arithmetic (doubling, overflow checks) and zeroing
  * what is new, so a caller never writes that loop again.
- * Allocates with realloc: for the CLI and the snapshot writer's dumper
+ * Allocates with calloc, then realloc: for the CLI and the snapshot writer's dumper
  * thread only, never for code reachable from an allocation hook (the
  * library's hooks must not call the allocator they interpose). */
 #ifndef ML_GROW_H
