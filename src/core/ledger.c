@@ -606,6 +606,25 @@ static void retire(uint32_t id, const ml_totals_t *tt)
     give_back(id);
 }
 
+/* The mark of a node to be copied, in its `copy` field until the copy's
+ * id replaces it. */
+#define COPY_MARK UINT32_MAX
+
+/* Takes the marks of an abandoned collection off the old tree's nodes. */
+static void unmark(ml_tree_t *old, uint32_t total)
+{
+    for (uint32_t x = 1; x < total; x++)
+        ml_tree_node(old, x)->copy = 0;
+}
+
+/* The next collection's threshold: the tree twice as big as it is now
+ * (the nodes kept, and those the hooks add from here on). */
+static void collect_later(uint32_t count)
+{
+    atomic_store_explicit(&collect_at, count * 2 > COLLECT_FLOOR ? count * 2 : COLLECT_FLOOR, memory_order_relaxed);
+    atomic_store_explicit(&collect_asked, false, memory_order_relaxed);
+}
+
 bool ml_ledger_collect(bool force)
 {
     ml_tree_t *old = atomic_load_explicit(&current, memory_order_acquire);
@@ -613,31 +632,16 @@ bool ml_ledger_collect(bool force)
                  !(crowded() && atomic_load_explicit(&collect_asked, memory_order_relaxed))))
         return false;
     pthread_mutex_lock(&collect_lock);
-    uint64_t *words = malloc((ML_LEDGER_MAX_WORDS + 1) * sizeof *words);
-    /* about what held memory at the last collection, and room to grow */
-    ml_tree_t *fresh = words ? ml_tree_new(node_capacity, tree_gen + 1, atomic_load(&collect_at) / 2) : NULL;
     uint32_t n0 = ml_ledger_ids();
     uint64_t *keep = calloc((size_t)n0 / 64 + 1, sizeof *keep);
-    if (!fresh || !keep) {
-        ml_tree_free(fresh);
-        free(words);
-        free(keep);
+    if (!keep) {
         pthread_mutex_unlock(&collect_lock);
         return false; /* no memory for it now: the old tree stays, and grows */
     }
     /* 1. what stays: what holds memory. Its nodes are marked from each
-     * leaf up (stopping at a node marked already), then copied in id
-     * order, parents before children (a parent is always older): each
-     * kept node is added once, however many stacks share it. */
-    uint32_t total = ml_tree_count(old);
-    uint32_t *map = calloc((size_t)total + 1, sizeof *map); /* old node -> new; UINT32_MAX: marked */
-    if (!map) {
-        ml_tree_free(fresh);
-        free(words);
-        free(keep);
-        pthread_mutex_unlock(&collect_lock);
-        return false;
-    }
+     * leaf up (stopping at a node marked already), in the nodes' own
+     * `copy` field (no array as long as the tree beside it), and counted. */
+    uint32_t total = ml_tree_count(old), kept = 0;
     for (uint32_t id = ML_STACK_FIRST; id < n0; id++) {
         if (!atomic_load_explicit(&INFO(id)->state, memory_order_acquire) || INFO(id)->leaf >= total)
             continue;
@@ -646,30 +650,47 @@ bool ml_ledger_collect(bool force)
         if (!tt.live_count && !tt.live_bytes)
             continue;
         keep[id / 64] |= 1ull << (id % 64);
-        for (uint32_t x = INFO(id)->leaf; x != ML_NODE_ROOT && !map[x]; x = ml_tree_node(old, x)->parent)
-            map[x] = UINT32_MAX;
+        for (uint32_t x = INFO(id)->leaf; x != ML_NODE_ROOT && !ml_tree_node(old, x)->copy;
+             x = ml_tree_node(old, x)->parent) {
+            ml_tree_node(old, x)->copy = COPY_MARK;
+            kept++;
+        }
+    }
+    /* Copied in id order, parents before children (a parent is always
+     * older): each kept node is added once, however many stacks share it.
+     * Most nodes are their parent's first child, kept in the parent, not
+     * in the index: an index of a slot per node kept starts about half
+     * full, and grows as the tree does. */
+    uint64_t *words = malloc((ML_LEDGER_MAX_WORDS + 1) * sizeof *words);
+    ml_tree_t *fresh = words ? ml_tree_new(node_capacity, tree_gen + 1, kept / 2 + 1) : NULL;
+    if (!fresh) {
+        unmark(old, total);
+        free(words);
+        free(keep);
+        pthread_mutex_unlock(&collect_lock);
+        return false;
     }
     bool room = true;
     ml_tree_lock(fresh);
     for (uint32_t x = 1; x < total && room; x++) {
-        if (!map[x])
+        ml_node_t *o = ml_tree_node(old, x);
+        if (!o->copy)
             continue;
-        const ml_node_t *o = ml_tree_node(old, x);
-        uint32_t parent = o->parent == ML_NODE_ROOT ? ML_NODE_ROOT : map[o->parent];
-        map[x] = ml_tree_add_locked(fresh, parent, o->word, true);
-        room = map[x] != ML_NODE_NONE;
+        uint32_t parent = o->parent == ML_NODE_ROOT ? ML_NODE_ROOT : ml_tree_node(old, o->parent)->copy;
+        o->copy = ml_tree_add_locked(fresh, parent, o->word, true);
+        room = o->copy != ML_NODE_NONE;
     }
     for (uint32_t id = ML_STACK_FIRST; id < n0 && room; id++) {
         if (!(keep[id / 64] >> (id % 64) & 1))
             continue;
-        uint32_t leaf = INFO(id)->leaf == ML_NODE_ROOT ? ML_NODE_ROOT : map[INFO(id)->leaf], had;
+        uint32_t leaf = INFO(id)->leaf == ML_NODE_ROOT ? ML_NODE_ROOT : ml_tree_node(old, INFO(id)->leaf)->copy, had;
         attach(fresh, leaf, INFO(id)->domain, id, true, &had); /* when taken: an orphan, still named */
         INFO(id)->leaf = leaf;
         INFO(id)->gen = (uint16_t)fresh->gen;
     }
     ml_tree_unlock(fresh);
-    free(map);
     if (!room) { /* the new tree could not hold what the old one did: keep the old */
+        unmark(old, total);
         ml_tree_free(fresh);
         free(words);
         free(keep);
@@ -707,9 +728,7 @@ bool ml_ledger_collect(bool force)
     }
     uint32_t count = ml_tree_count(fresh);
     ml_tree_free(old);
-    uint32_t next = count * 2 > COLLECT_FLOOR ? count * 2 : COLLECT_FLOOR;
-    atomic_store_explicit(&collect_at, next, memory_order_relaxed);
-    atomic_store_explicit(&collect_asked, false, memory_order_relaxed);
+    collect_later(count);
     atomic_fetch_add_explicit(&collections, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&collected, gone, memory_order_relaxed);
     free(words);

@@ -224,6 +224,7 @@ static uint32_t make(ml_tree_t *t, uint32_t parent, uint64_t word, bool use_rese
     node->parent = parent;
     atomic_store_explicit(&node->stack, 0, memory_order_relaxed);
     atomic_store_explicit(&node->first_child, 0, memory_order_relaxed);
+    node->copy = 0;
     atomic_store_explicit(&t->count, n + 1, memory_order_release);
     return n;
 }

@@ -27,7 +27,8 @@ typedef struct {
     uint32_t parent;              /* the caller's node */
     _Atomic uint32_t stack;       /* a stack whose innermost frame this is (ledger.c's); 0: none yet */
     _Atomic uint32_t first_child; /* the first callee node made under this one; 0: none */
-    uint32_t pad;
+    uint32_t copy;                /* the collector's alone (ledger.c): 0, or this node's place in the
+                                     tree being built; the hooks never read it */
 } ml_node_t;
 
 #define ML_NODE_CHUNK_LOG2 16 /* nodes are mapped 65,536 (1 MiB) at a time, as ids reach them */
